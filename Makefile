@@ -1,0 +1,33 @@
+# The two commands of the README: `make run` and `make test`. Everything else is a helper.
+.PHONY: setup build run test test-asan build-asan clean format
+
+JOBS ?= 2
+LISTEN ?= 127.0.0.1:8080
+DATA_DIR ?= ./data
+
+setup:
+	@bash scripts/setup.sh
+
+build: setup
+	@cmake --preset release >/dev/null
+	@cmake --build --preset release -j$(JOBS)
+
+run: build
+	./build/orderflow serve --listen $(LISTEN) --data-dir $(DATA_DIR)
+
+test: build
+	@cd build && ctest --output-on-failure -j$(JOBS)
+
+build-asan: setup
+	@cmake --preset asan >/dev/null
+	@cmake --build --preset asan -j$(JOBS)
+
+# The same suite against the ASan+UBSan build.
+test-asan: build-asan
+	@cd build-asan && ASAN_OPTIONS=detect_leaks=1 ctest --output-on-failure -j$(JOBS)
+
+format:
+	@clang-format -i $$(git ls-files 'src/*.cc' 'src/*.h')
+
+clean:
+	rm -rf build build-asan

@@ -1,0 +1,212 @@
+#include "app/serve.h"
+
+#include <signal.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "core/clock.h"
+#include "engine/engine.h"
+#include "http/api.h"
+#include "http/auth.h"
+#include "http/server.h"
+#include "storage/local/rocks_store.h"
+
+namespace orderflow::app {
+namespace {
+
+constexpr char kKeyFile[] = "api_keys";
+
+int fail(const std::string& message) {
+  std::fprintf(stderr, "orderflow: %s\n", message.c_str());
+  return 1;
+}
+
+bool split_host_port(const std::string& listen, std::string& host, uint16_t& port) {
+  size_t colon = listen.rfind(':');
+  if (colon == std::string::npos || colon + 1 >= listen.size()) return false;
+  host = listen.substr(0, colon);
+  if (host.size() >= 2 && host.front() == '[' && host.back() == ']') {
+    host = host.substr(1, host.size() - 2);
+  }
+  if (host.empty()) return false;
+  const std::string p = listen.substr(colon + 1);
+  char* end = nullptr;
+  errno = 0;
+  unsigned long v = std::strtoul(p.c_str(), &end, 10);
+  if (errno != 0 || *end != '\0' || v > 65535 || p.find_first_not_of("0123456789") != std::string::npos) {
+    return false;
+  }
+  port = static_cast<uint16_t>(v);
+  return true;
+}
+
+std::string random_key() {
+  unsigned char bytes[24];
+  size_t got = 0;
+  while (got < sizeof bytes) {
+    ssize_t n = getrandom(bytes + got, sizeof bytes - got, 0);
+    if (n < 0 && errno == EINTR) continue;
+    OF_ASSERT(n > 0);
+    got += static_cast<size_t>(n);
+  }
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string key = "of_";
+  for (unsigned char b : bytes) {
+    key.push_back(kHex[b >> 4]);
+    key.push_back(kHex[b & 15]);
+  }
+  return key;
+}
+
+// Keys from flags and ORDERFLOW_API_KEYS; without any, the data directory's key file, which is
+// created with a fresh random key on first start. `printable` gets the key to show the user.
+Result<std::vector<http::ApiKey>> resolve_keys(const ServeOptions& o, std::string& printable) {
+  std::vector<std::string> specs = o.api_keys;
+  if (const char* env = std::getenv("ORDERFLOW_API_KEYS"); env != nullptr && *env != '\0') {
+    std::stringstream ss(env);
+    std::string item;
+    while (std::getline(ss, item, ',')) {
+      if (!item.empty()) specs.push_back(item);
+    }
+  }
+  const auto key_file = std::filesystem::path(o.data_dir) / kKeyFile;
+  bool from_file = false;
+  if (specs.empty()) {
+    std::ifstream in(key_file);
+    if (in) {
+      std::string line;
+      while (std::getline(in, line)) {
+        if (!line.empty()) specs.push_back(line);
+      }
+      from_file = true;
+    } else {
+      http::ApiKey k{random_key(), http::Principal{"default", http::kAllRoles}};
+      std::string spec = http::format_api_key_spec(k);
+      std::string tmp = key_file.string() + ".tmp";
+      {
+        std::ofstream out(tmp, std::ios::trunc);
+        out << spec << "\n";
+        out.flush();
+        if (!out) return make_error(Errc::internal, "cannot write " + tmp);
+      }
+      ::chmod(tmp.c_str(), 0600);
+      std::filesystem::rename(tmp, key_file);
+      specs.push_back(spec);
+      from_file = true;
+    }
+  }
+  std::vector<http::ApiKey> keys;
+  for (const auto& spec : specs) {
+    auto k = http::parse_api_key_spec(spec);
+    if (!k) return k.take_error();
+    keys.push_back(std::move(*k));
+  }
+  if (from_file && !keys.empty()) printable = keys.front().key;
+  return keys;
+}
+
+void print_banner(const ServeOptions& o, const std::string& host, uint16_t port,
+                  const std::string& key) {
+  std::string h = host.find(':') != std::string::npos ? "[" + host + "]" : host;
+  std::string url = "http://" + h + ":" + std::to_string(port);
+  std::printf("orderflow serving on %s (data: %s, durability: %s, partitions: %u)\n", url.c_str(),
+              o.data_dir.c_str(), o.durability.c_str(), o.partitions);
+  std::string shown = key.empty() ? "$ORDERFLOW_API_KEY" : key;
+  if (!key.empty()) {
+    std::printf("API key (tenant default, roles client+worker+admin; stored in %s/%s):\n  %s\n",
+                o.data_dir.c_str(), kKeyFile, key.c_str());
+  }
+  std::printf(
+      "Place an order:\n"
+      "  curl -s -X POST %s/v1/orders -H 'Authorization: Bearer %s' "
+      "-H 'Content-Type: application/json' -H 'Idempotency-Key: demo-1' -d "
+      "'{\"customer_id\":\"c-1\",\"merchant_id\":\"m-7\",\"items\":[{\"sku\":\"burger\","
+      "\"quantity\":2,\"unit_price_cents\":899}],\"currency\":\"USD\",\"payment_method\":"
+      "\"tok_visa\",\"delivery_address\":\"1 Main St, Springfield\",\"tip_cents\":200}'\n",
+      url.c_str(), shown.c_str());
+  std::fflush(stdout);
+}
+
+}  // namespace
+
+int serve(const ServeOptions& o) {
+  std::string host;
+  uint16_t port = 0;
+  if (!split_host_port(o.listen, host, port)) {
+    return fail("--listen must be HOST:PORT, e.g. 127.0.0.1:8080 or [::1]:8080");
+  }
+  std::error_code ec;
+  std::filesystem::create_directories(o.data_dir, ec);
+  if (ec) return fail("cannot create data directory " + o.data_dir + ": " + ec.message());
+
+  std::string printable_key;
+  auto keys = resolve_keys(o, printable_key);
+  if (!keys) return fail(keys.error().message);
+  http::ApiKeys key_table;
+  for (auto& k : *keys) {
+    Status s = key_table.add(std::move(k));
+    if (!s.ok()) return fail(s.error().message);
+  }
+
+  // Signals are taken by sigwait below; block them before any thread starts.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  signal(SIGPIPE, SIG_IGN);
+
+  // Serve /healthz at once; /readyz and the API once recovery is done.
+  http::Api api(key_table);
+  http::ServerOptions server_opts;
+  server_opts.host = host;
+  server_opts.port = port;
+  server_opts.io_threads = o.io_threads;
+  server_opts.connections_max = o.connections_max;
+  http::HttpServer server(server_opts, api);
+  if (Status s = server.start(); !s.ok()) return fail(s.error().message);
+
+  RocksStoreOptions store_opts;
+  store_opts.path = (std::filesystem::path(o.data_dir) / "store").string();
+  store_opts.durability = o.durability == "none" ? Durability::none : Durability::fsync;
+  store_opts.partitions = o.partitions;
+  auto store = RocksStore::open(store_opts);
+  if (!store) {
+    server.stop();
+    return fail(store.error().message);
+  }
+  SystemClock clock;
+  EngineOptions engine_opts;
+  engine_opts.partitions = o.partitions;
+  engine_opts.queue_depth_max = o.queue_depth_max;
+  engine_opts.batch_max = o.batch_max;
+  Engine engine(**store, clock, engine_opts);
+  if (Status s = engine.start(); !s.ok()) {
+    server.stop();
+    return fail(s.error().message);
+  }
+  api.set_ready(&engine);
+  print_banner(o, host, server.port(), printable_key);
+  std::fprintf(stderr, "orderflow: ready on %s:%u\n", host.c_str(), server.port());
+
+  int sig = 0;
+  sigwait(&signals, &sig);
+  std::fprintf(stderr, "orderflow: %s received, draining\n", sig == SIGTERM ? "SIGTERM" : "SIGINT");
+  // Drain: no new connections; every enqueued command is applied, committed and answered.
+  server.stop_accepting();
+  engine.stop();
+  if (!server.wait_idle(5000)) std::fprintf(stderr, "orderflow: some requests did not finish\n");
+  server.stop();
+  std::fprintf(stderr, "orderflow: stopped\n");
+  return 0;
+}
+
+}  // namespace orderflow::app

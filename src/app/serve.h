@@ -1,0 +1,25 @@
+// `orderflow serve`: the embedded order service.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace orderflow::app {
+
+struct ServeOptions {
+  std::string listen = "127.0.0.1:8080";
+  std::string data_dir = "./data";
+  std::vector<std::string> api_keys;  // KEY:TENANT:ROLE[+ROLE...]
+  uint32_t partitions = 4;
+  std::string durability = "fsync";
+  int io_threads = 2;
+  size_t queue_depth_max = 4096;
+  size_t batch_max = 1024;
+  size_t connections_max = 10000;
+};
+
+// Runs until SIGTERM or SIGINT, then drains and returns 0; non-zero on a start-up error.
+int serve(const ServeOptions& options);
+
+}  // namespace orderflow::app

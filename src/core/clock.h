@@ -1,0 +1,23 @@
+// Time, injected: the core never reads the wall clock itself.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+namespace orderflow {
+
+class Clock {
+ public:
+  virtual ~Clock() = default;
+  virtual uint64_t now_ms() const = 0;  // milliseconds since the Unix epoch
+};
+
+class SystemClock final : public Clock {
+ public:
+  uint64_t now_ms() const override;
+};
+
+// RFC 3339 UTC with milliseconds: 2026-11-29T05:41:59.123Z
+std::string format_rfc3339_ms(uint64_t ms);
+
+}  // namespace orderflow

@@ -1,0 +1,115 @@
+// The order model: plain values, no I/O. Shared by the state machine, the storage codecs and
+// the HTTP layer's JSON rendering.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "core/ids.h"
+
+namespace orderflow {
+
+// Limits of an order request (docs/api.md lists them; tests cover both sides of each).
+struct OrderLimits {
+  static constexpr size_t id_chars_max = 64;          // customer_id, merchant_id, sku
+  static constexpr size_t items_max = 100;
+  static constexpr int64_t quantity_min = 1;
+  static constexpr int64_t quantity_max = 1000;
+  static constexpr int64_t cents_max = 10'000'000;    // unit_price_cents, tip_cents
+  static constexpr size_t payment_method_chars_max = 64;
+  static constexpr size_t address_chars_max = 512;
+  static constexpr size_t metadata_entries_max = 16;
+  static constexpr size_t metadata_key_chars_max = 64;
+  static constexpr size_t metadata_value_chars_max = 256;
+  static constexpr size_t cancel_reason_chars_max = 512;
+  static constexpr size_t idempotency_key_chars_max = 128;
+};
+
+struct LineItem {
+  std::string sku;
+  int64_t quantity = 0;
+  int64_t unit_price_cents = 0;
+  friend bool operator==(const LineItem&, const LineItem&) = default;
+};
+
+// A validated request with defaults applied. Two requests are "the same" for idempotency
+// exactly when they compare equal: metadata is kept sorted by key, so key order is irrelevant.
+struct OrderRequest {
+  std::string customer_id;
+  std::string merchant_id;
+  std::vector<LineItem> items;
+  std::string currency;
+  std::string payment_method;
+  std::string delivery_address;
+  int64_t tip_cents = 0;
+  std::vector<std::pair<std::string, std::string>> metadata;  // sorted by key, unique keys
+  friend bool operator==(const OrderRequest&, const OrderRequest&) = default;
+};
+
+enum class OrderStatus : uint8_t {
+  pending = 0,
+  inventory_reserved = 1,
+  payment_authorized = 2,
+  merchant_confirmed = 3,
+  courier_assigned = 4,
+  delivered = 5,
+  cancelling = 6,
+  cancelled = 7,
+  compensating = 8,
+  failed = 9,
+  needs_attention = 10,
+};
+inline constexpr int kOrderStatusCount = 11;
+
+const char* status_name(OrderStatus s);
+std::optional<OrderStatus> parse_status(std::string_view name);
+bool is_terminal(OrderStatus s);
+
+struct Failure {
+  std::string stage;
+  std::string code;
+  std::string message;
+  friend bool operator==(const Failure&, const Failure&) = default;
+};
+
+struct Order {
+  OrderId id;
+  std::string tenant;
+  std::string idempotency_key;
+  OrderRequest request;
+  int64_t subtotal_cents = 0;
+  int64_t total_cents = 0;
+  OrderStatus status = OrderStatus::pending;
+  uint32_t version = 0;  // = seq of the last event
+  uint64_t created_at_ms = 0;
+  uint64_t updated_at_ms = 0;
+  std::optional<Failure> failure;
+  friend bool operator==(const Order&, const Order&) = default;
+};
+
+enum class EventType : uint8_t {
+  order_placed = 0,
+  status_changed = 1,
+  cancel_requested = 2,
+};
+inline constexpr int kEventTypeCount = 3;
+const char* event_type_name(EventType t);
+
+// One entry of an order's history. `data_json` is the event's data object, serialized.
+struct Event {
+  OrderId order_id;
+  uint32_t seq = 0;
+  EventType type = EventType::order_placed;
+  uint64_t at_ms = 0;
+  std::string data_json;
+  friend bool operator==(const Event&, const Event&) = default;
+};
+
+// Counts code points of valid UTF-8 (continuation bytes are not counted).
+size_t utf8_length(std::string_view s);
+
+}  // namespace orderflow

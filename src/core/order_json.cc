@@ -1,0 +1,359 @@
+#include "core/order_json.h"
+
+#include <simdjson.h>
+
+#include <algorithm>
+
+#include "core/clock.h"
+#include "core/json_writer.h"
+
+namespace orderflow {
+namespace {
+
+using simdjson::dom::element;
+using simdjson::dom::element_type;
+
+// Collects violations while walking a document.
+class Violations {
+ public:
+  void add(std::string field, std::string reason) {
+    // Bound the error report itself: a 64 KiB body can hold thousands of bad fields.
+    if (list_.size() < kMax) list_.push_back({std::move(field), std::move(reason)});
+  }
+  bool empty() const { return list_.empty(); }
+  Error to_error() && {
+    std::string msg = list_.size() == 1 ? list_[0].field + ": " + list_[0].reason
+                                        : std::to_string(list_.size()) + " invalid fields";
+    return Error{Errc::invalid_argument, "request is invalid: " + msg, std::move(list_)};
+  }
+
+ private:
+  static constexpr size_t kMax = 100;
+  std::vector<FieldViolation> list_;
+};
+
+bool token_char(char c) {
+  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' ||
+         c == '_' || c == ':' || c == '-';
+}
+
+const char* kTokenRule = "must be 1-64 characters of [A-Za-z0-9._:-]";
+
+// Reads an integer field strictly: JSON integers only (no 1.5, 1e3 or "2").
+bool read_int(element e, const std::string& path, int64_t lo, int64_t hi, Violations& v,
+              int64_t& out) {
+  std::string range = "must be an integer from " + std::to_string(lo) + " to " + std::to_string(hi);
+  switch (e.type()) {
+    case element_type::INT64:
+      out = int64_t(e);
+      break;
+    case element_type::UINT64:  // larger than INT64_MAX: out of range
+      v.add(path, range);
+      return false;
+    default:
+      v.add(path, range);
+      return false;
+  }
+  if (out < lo || out > hi) {
+    v.add(path, range);
+    return false;
+  }
+  return true;
+}
+
+bool read_string(element e, const std::string& path, Violations& v, std::string_view& out) {
+  if (e.type() != element_type::STRING) {
+    v.add(path, "must be a string");
+    return false;
+  }
+  out = std::string_view(e);
+  return true;
+}
+
+void read_token(element e, const std::string& path, Violations& v, std::string& out) {
+  std::string_view s;
+  if (!read_string(e, path, v, s)) return;
+  if (!is_valid_token(s, OrderLimits::id_chars_max)) {
+    v.add(path, kTokenRule);
+    return;
+  }
+  out.assign(s);
+}
+
+void read_text(element e, const std::string& path, size_t min_chars, size_t max_chars,
+               Violations& v, std::string& out) {
+  std::string_view s;
+  if (!read_string(e, path, v, s)) return;
+  size_t n = utf8_length(s);
+  if (n < min_chars || n > max_chars) {
+    v.add(path, "must be " + std::to_string(min_chars) + "-" + std::to_string(max_chars) +
+                    " characters");
+    return;
+  }
+  out.assign(s);
+}
+
+Error json_error(simdjson::error_code code) {
+  if (code == simdjson::NUMBER_ERROR || code == simdjson::NUMBER_OUT_OF_RANGE) {
+    // simdjson 3.0 reports a malformed number and one beyond 64 bits alike.
+    return make_error(Errc::invalid_json,
+                      "body is not valid JSON: a number is malformed or outside the 64-bit range");
+  }
+  return make_error(Errc::invalid_json,
+                    std::string("body is not valid JSON: ") + simdjson::error_message(code));
+}
+
+simdjson::dom::parser& thread_parser() {
+  // One parser per thread: it reuses its buffers across requests. Bodies are at most 64 KiB
+  // (enforced by the HTTP layer), so its capacity stays bounded.
+  thread_local simdjson::dom::parser parser;
+  return parser;
+}
+
+void parse_item(element e, const std::string& path, Violations& v, LineItem& item) {
+  simdjson::dom::object obj;
+  if (e.get_object().get(obj)) {
+    v.add(path, "must be an object");
+    return;
+  }
+  bool has_sku = false, has_qty = false, has_price = false;
+  for (auto field : obj) {
+    std::string_view k = field.key;
+    std::string p = path + "." + std::string(k);
+    if (k == "sku") {
+      if (has_sku) { v.add(p, "duplicate field"); continue; }
+      has_sku = true;
+      read_token(field.value, p, v, item.sku);
+    } else if (k == "quantity") {
+      if (has_qty) { v.add(p, "duplicate field"); continue; }
+      has_qty = true;
+      read_int(field.value, p, OrderLimits::quantity_min, OrderLimits::quantity_max, v,
+               item.quantity);
+    } else if (k == "unit_price_cents") {
+      if (has_price) { v.add(p, "duplicate field"); continue; }
+      has_price = true;
+      read_int(field.value, p, 0, OrderLimits::cents_max, v, item.unit_price_cents);
+    } else {
+      v.add(p, "unknown field");
+    }
+  }
+  if (!has_sku) v.add(path + ".sku", "is required");
+  if (!has_qty) v.add(path + ".quantity", "is required");
+  if (!has_price) v.add(path + ".unit_price_cents", "is required");
+}
+
+}  // namespace
+
+bool is_valid_token(std::string_view s, size_t max_chars) {
+  if (s.empty() || s.size() > max_chars) return false;
+  return std::all_of(s.begin(), s.end(), token_char);
+}
+
+Result<OrderRequest> parse_order_request(std::string_view body) {
+  element doc;
+  if (auto err = thread_parser().parse(body.data(), body.size()).get(doc)) return json_error(err);
+  simdjson::dom::object obj;
+  if (doc.get_object().get(obj)) {
+    return make_error(Errc::invalid_argument, "body must be a JSON object");
+  }
+
+  OrderRequest req;
+  Violations v;
+  enum Field { kCustomer, kMerchant, kItems, kCurrency, kPayment, kAddress, kTip, kMetadata, kN };
+  static constexpr const char* kNames[kN] = {"customer_id",    "merchant_id",      "items",
+                                             "currency",       "payment_method",   "delivery_address",
+                                             "tip_cents",      "metadata"};
+  bool seen[kN] = {};
+  for (auto field : obj) {
+    std::string_view k = field.key;
+    int f = -1;
+    for (int i = 0; i < kN; ++i) {
+      if (k == kNames[i]) f = i;
+    }
+    std::string path(k);
+    if (f < 0) {
+      v.add(path, "unknown field");
+      continue;
+    }
+    if (seen[f]) {
+      v.add(path, "duplicate field");
+      continue;
+    }
+    seen[f] = true;
+    element e = field.value;
+    switch (f) {
+      case kCustomer: read_token(e, path, v, req.customer_id); break;
+      case kMerchant: read_token(e, path, v, req.merchant_id); break;
+      case kCurrency: {
+        std::string_view s;
+        if (!read_string(e, path, v, s)) break;
+        if (s.size() != 3 || !std::all_of(s.begin(), s.end(), [](char c) {
+              return c >= 'A' && c <= 'Z';
+            })) {
+          v.add(path, "must be three uppercase letters (ISO 4217)");
+          break;
+        }
+        req.currency.assign(s);
+        break;
+      }
+      case kPayment:
+        read_text(e, path, 1, OrderLimits::payment_method_chars_max, v, req.payment_method);
+        break;
+      case kAddress:
+        read_text(e, path, 1, OrderLimits::address_chars_max, v, req.delivery_address);
+        break;
+      case kTip: read_int(e, path, 0, OrderLimits::cents_max, v, req.tip_cents); break;
+      case kItems: {
+        simdjson::dom::array arr;
+        if (e.get_array().get(arr)) {
+          v.add(path, "must be an array");
+          break;
+        }
+        size_t n = arr.size();
+        if (n < 1 || n > OrderLimits::items_max) {
+          v.add(path, "must have 1-100 entries");
+          break;
+        }
+        req.items.resize(n);
+        size_t i = 0;
+        for (element item : arr) {
+          parse_item(item, "items[" + std::to_string(i) + "]", v, req.items[i]);
+          ++i;
+        }
+        break;
+      }
+      case kMetadata: {
+        simdjson::dom::object m;
+        if (e.get_object().get(m)) {
+          v.add(path, "must be an object of string values");
+          break;
+        }
+        if (m.size() > OrderLimits::metadata_entries_max) {
+          v.add(path, "must have at most 16 entries");
+          break;
+        }
+        for (auto entry : m) {
+          std::string_view mk = entry.key;
+          std::string p = "metadata." + std::string(mk);
+          size_t kn = utf8_length(mk);
+          if (kn < 1 || kn > OrderLimits::metadata_key_chars_max) {
+            v.add(p, "key must be 1-64 characters");
+            continue;
+          }
+          std::string value;
+          read_text(entry.value, p, 0, OrderLimits::metadata_value_chars_max, v, value);
+          req.metadata.emplace_back(std::string(mk), std::move(value));
+        }
+        std::sort(req.metadata.begin(), req.metadata.end());
+        for (size_t i = 1; i < req.metadata.size(); ++i) {
+          if (req.metadata[i].first == req.metadata[i - 1].first) {
+            v.add("metadata." + req.metadata[i].first, "duplicate key");
+          }
+        }
+        break;
+      }
+    }
+  }
+  for (int f : {kCustomer, kMerchant, kItems, kCurrency, kPayment, kAddress}) {
+    if (!seen[f]) v.add(kNames[f], "is required");
+  }
+  if (!v.empty()) return std::move(v).to_error();
+  return req;
+}
+
+Result<std::string> parse_cancel_request(std::string_view body) {
+  if (std::all_of(body.begin(), body.end(), [](char c) {
+        return c == ' ' || c == '\n' || c == '\r' || c == '\t';
+      })) {
+    return std::string();
+  }
+  element doc;
+  if (auto err = thread_parser().parse(body.data(), body.size()).get(doc)) return json_error(err);
+  simdjson::dom::object obj;
+  if (doc.get_object().get(obj)) {
+    return make_error(Errc::invalid_argument, "body must be a JSON object");
+  }
+  Violations v;
+  std::string reason;
+  bool seen = false;
+  for (auto field : obj) {
+    std::string_view k = field.key;
+    if (k != "reason") {
+      v.add(std::string(k), "unknown field");
+    } else if (seen) {
+      v.add("reason", "duplicate field");
+    } else {
+      seen = true;
+      read_text(field.value, "reason", 0, OrderLimits::cancel_reason_chars_max, v, reason);
+    }
+  }
+  if (!v.empty()) return std::move(v).to_error();
+  return reason;
+}
+
+namespace {
+void write_request_fields(JsonWriter& w, const OrderRequest& r) {
+  w.field("customer_id", r.customer_id).field("merchant_id", r.merchant_id);
+  w.key("items").begin_array();
+  for (const LineItem& it : r.items) {
+    w.begin_object()
+        .field("sku", it.sku)
+        .field("quantity", it.quantity)
+        .field("unit_price_cents", it.unit_price_cents)
+        .end_object();
+  }
+  w.end_array();
+  w.field("currency", r.currency)
+      .field("payment_method", r.payment_method)
+      .field("delivery_address", r.delivery_address)
+      .field("tip_cents", r.tip_cents);
+  w.key("metadata").begin_object();
+  for (const auto& [k, val] : r.metadata) w.field(k, val);
+  w.end_object();
+}
+}  // namespace
+
+void render_order(const Order& o, std::string& out) {
+  JsonWriter w(out);
+  w.begin_object();
+  w.field("id", o.id.str());
+  write_request_fields(w, o.request);
+  w.field("subtotal_cents", o.subtotal_cents)
+      .field("total_cents", o.total_cents)
+      .field("status", status_name(o.status))
+      .field("version", o.version)
+      .field("created_at", format_rfc3339_ms(o.created_at_ms))
+      .field("updated_at", format_rfc3339_ms(o.updated_at_ms));
+  w.key("failure");
+  if (o.failure) {
+    w.begin_object()
+        .field("stage", o.failure->stage)
+        .field("code", o.failure->code)
+        .field("message", o.failure->message)
+        .end_object();
+  } else {
+    w.null();
+  }
+  w.end_object();
+}
+
+void render_event(const Event& e, std::string& out) {
+  JsonWriter w(out);
+  w.begin_object()
+      .field("seq", e.seq)
+      .field("type", event_type_name(e.type))
+      .field("at", format_rfc3339_ms(e.at_ms));
+  w.key("data").raw(e.data_json.empty() ? std::string_view("{}") : e.data_json);
+  w.end_object();
+}
+
+std::string render_request_data(const OrderRequest& request) {
+  std::string out;
+  JsonWriter w(out);
+  w.begin_object();
+  write_request_fields(w, request);
+  w.end_object();
+  return out;
+}
+
+}  // namespace orderflow

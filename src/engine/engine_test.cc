@@ -1,0 +1,270 @@
+#include "engine/engine.h"
+
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <future>
+#include <latch>
+
+#include "core/routing.h"
+#include "storage/local/rocks_store.h"
+#include "testing/temp_dir.h"
+
+namespace orderflow {
+namespace {
+
+class FakeClock final : public Clock {
+ public:
+  uint64_t now_ms() const override { return now.load(); }
+  std::atomic<uint64_t> now{1764395000000};
+};
+
+// Decorates a store: commits can be held until released, or made to fail.
+class ControlledStore final : public OrderStore {
+ public:
+  explicit ControlledStore(OrderStore& inner) : inner_(inner) {}
+  Status commit(const CommitBatch& b) override {
+    commits.fetch_add(1);
+    if (hold) {
+      entered.count_down();
+      release.wait();
+    }
+    if (fail) return make_error(Errc::internal, "injected write failure");
+    return inner_.commit(b);
+  }
+  Result<std::optional<Order>> get_order(OrderId id) override { return inner_.get_order(id); }
+  Result<std::vector<Event>> get_events(OrderId id) override { return inner_.get_events(id); }
+  Result<std::optional<IdempotencyEntry>> find_idempotency(const std::string& t,
+                                                           const std::string& k) override {
+    return inner_.find_idempotency(t, k);
+  }
+  Result<ListPage> list_orders(const ListQuery& q) override { return inner_.list_orders(q); }
+  Result<PartitionState> load_partition(PartitionId p) override { return inner_.load_partition(p); }
+  bool healthy() const override { return inner_.healthy(); }
+
+  std::atomic<int> commits{0};
+  bool hold = false;
+  bool fail = false;
+  std::latch entered{1};
+  std::latch release{1};
+
+ private:
+  OrderStore& inner_;
+};
+
+OrderRequest request(int64_t tip = 0) {
+  OrderRequest r;
+  r.customer_id = "c-1";
+  r.merchant_id = "m-1";
+  r.items = {{"sku", 1, 500}};
+  r.currency = "USD";
+  r.payment_method = "tok_visa";
+  r.delivery_address = "1 Main St";
+  r.tip_cents = tip;
+  return r;
+}
+
+class EngineTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    RocksStoreOptions o;
+    o.path = dir_.sub("db");
+    o.partitions = 4;
+    o.durability = Durability::none;
+    auto s = RocksStore::open(o);
+    ASSERT_TRUE(s.ok()) << s.error().message;
+    rocks_ = std::move(*s);
+    store_ = std::make_unique<ControlledStore>(*rocks_);
+  }
+  void start(EngineOptions opts = {}) {
+    opts.partitions = 4;
+    engine_ = std::make_unique<Engine>(*store_, clock_, opts);
+    ASSERT_TRUE(engine_->start().ok());
+  }
+  Result<CommandResult> place(const std::string& tenant, const std::string& key,
+                              OrderRequest r = request()) {
+    std::promise<Result<CommandResult>> p;
+    auto f = p.get_future();
+    engine_->place(PlaceCommand{tenant, key, std::move(r)},
+                   [&p](Result<CommandResult> res) { p.set_value(std::move(res)); });
+    return f.get();
+  }
+  Result<CommandResult> cancel(const std::string& tenant, OrderId id) {
+    std::promise<Result<CommandResult>> p;
+    auto f = p.get_future();
+    engine_->cancel(CancelCommand{tenant, id, "test"},
+                    [&p](Result<CommandResult> res) { p.set_value(std::move(res)); });
+    return f.get();
+  }
+
+  testing::TempDir dir_;
+  FakeClock clock_;
+  std::unique_ptr<RocksStore> rocks_;
+  std::unique_ptr<ControlledStore> store_;
+  std::unique_ptr<Engine> engine_;
+};
+
+TEST_F(EngineTest, PlaceIsDurableBeforeItCompletes) {
+  start();
+  auto r = place("acme", "k1");
+  ASSERT_TRUE(r.ok()) << r.error().message;
+  EXPECT_EQ(r->outcome, Outcome::created);
+  EXPECT_EQ(r->order.status, OrderStatus::pending);
+  auto stored = rocks_->get_order(r->order.id);
+  ASSERT_TRUE(stored->has_value());
+  EXPECT_EQ(**stored, r->order);
+}
+
+TEST_F(EngineTest, IdempotencyReplayAndReuse) {
+  start();
+  auto first = place("acme", "k1");
+  ASSERT_TRUE(first.ok());
+  auto again = place("acme", "k1");
+  ASSERT_TRUE(again.ok());
+  EXPECT_EQ(again->outcome, Outcome::replayed);
+  EXPECT_EQ(again->order.id, first->order.id);
+  auto different = place("acme", "k1", request(/*tip=*/1));
+  ASSERT_FALSE(different.ok());
+  EXPECT_EQ(different.error().code, Errc::idempotency_key_reuse);
+  // Keys are per tenant.
+  auto other = place("globex", "k1");
+  ASSERT_TRUE(other.ok());
+  EXPECT_EQ(other->outcome, Outcome::created);
+  EXPECT_NE(other->order.id, first->order.id);
+}
+
+TEST_F(EngineTest, ConcurrentRequestsWithOneKeyCreateOneOrder) {
+  start();
+  constexpr int kThreads = 16;
+  std::vector<std::future<Result<CommandResult>>> results;
+  for (int i = 0; i < kThreads; ++i) {
+    results.push_back(std::async(std::launch::async, [this] { return place("acme", "same"); }));
+  }
+  int created = 0;
+  std::optional<OrderId> id;
+  for (auto& f : results) {
+    auto r = f.get();
+    ASSERT_TRUE(r.ok()) << r.error().message;
+    created += r->outcome == Outcome::created;
+    if (id) EXPECT_EQ(*id, r->order.id);
+    id = r->order.id;
+  }
+  EXPECT_EQ(created, 1);
+}
+
+TEST_F(EngineTest, CancelAndTenantIsolation) {
+  start();
+  auto placed = place("acme", "k1");
+  ASSERT_TRUE(placed.ok());
+  auto foreign = cancel("globex", placed->order.id);
+  ASSERT_FALSE(foreign.ok());
+  EXPECT_EQ(foreign.error().code, Errc::not_found);
+  auto c = cancel("acme", placed->order.id);
+  ASSERT_TRUE(c.ok());
+  EXPECT_EQ(c->order.status, OrderStatus::cancelled);
+  EXPECT_EQ(c->order.version, 3u);
+  auto again = cancel("acme", placed->order.id);
+  ASSERT_FALSE(again.ok());
+  EXPECT_EQ(again.error().code, Errc::failed_precondition);
+  EXPECT_EQ(cancel("acme", OrderId::make(1, PartitionId{1}, 0)).error().code, Errc::not_found);
+  EXPECT_EQ(cancel("acme", OrderId::make(1, PartitionId{9}, 0)).error().code, Errc::not_found);
+}
+
+TEST_F(EngineTest, ManyCommandsShareOneCommit) {
+  store_->hold = true;
+  start();
+  // The first command is taken by its partition's writer and held in commit; the next ones
+  // queue behind it and must all land in the one following commit.
+  std::string key0 = "k-0";
+  std::promise<void> first_done;
+  engine_->place(PlaceCommand{"acme", key0, request()},
+                 [&](Result<CommandResult>) { first_done.set_value(); });
+  store_->entered.wait();
+  // Keys that route to the same partition as key0.
+  std::vector<std::future<Result<CommandResult>>> rest;
+  int queued = 0;
+  for (int i = 1; queued < 50 && i < 10000; ++i) {
+    std::string k = "k-" + std::to_string(i);
+    if (partition_for_key("acme", k, 4).value != partition_for_key("acme", key0, 4).value) continue;
+    ++queued;
+    rest.push_back(std::async(std::launch::async, [this, k] { return place("acme", k); }));
+  }
+  while (engine_->queued() < 50) std::this_thread::yield();
+  int commits_before = store_->commits.load();
+  store_->hold = false;
+  store_->release.count_down();
+  first_done.get_future().wait();
+  for (auto& f : rest) ASSERT_TRUE(f.get().ok());
+  EXPECT_EQ(store_->commits.load() - commits_before, 1);
+}
+
+TEST_F(EngineTest, FullQueueIsOverloadedBothSidesOfTheBound) {
+  store_->hold = true;
+  EngineOptions opts;
+  opts.queue_depth_max = 2;
+  start(opts);
+  std::string key0 = "k-0";
+  std::vector<std::future<Result<CommandResult>>> waiting;
+  waiting.push_back(std::async(std::launch::async, [&] { return place("acme", key0); }));
+  store_->entered.wait();  // the writer holds key0's batch; the queue is empty
+  std::vector<std::string> same;
+  for (int i = 1; same.size() < 3; ++i) {
+    std::string k = "k-" + std::to_string(i);
+    if (partition_for_key("acme", k, 4).value == partition_for_key("acme", key0, 4).value) {
+      same.push_back(k);
+    }
+  }
+  waiting.push_back(std::async(std::launch::async, [&] { return place("acme", same[0]); }));
+  waiting.push_back(std::async(std::launch::async, [&] { return place("acme", same[1]); }));
+  while (engine_->queued() < 2) std::this_thread::yield();
+  auto rejected = place("acme", same[2]);  // the third in the queue: over the bound
+  ASSERT_FALSE(rejected.ok());
+  EXPECT_EQ(rejected.error().code, Errc::overloaded);
+  store_->hold = false;
+  store_->release.count_down();
+  for (auto& f : waiting) EXPECT_TRUE(f.get().ok());  // at the bound: accepted
+}
+
+TEST_F(EngineTest, FailedCommitAcknowledgesNothing) {
+  start();
+  store_->fail = true;
+  auto r = place("acme", "k1");
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.error().code, Errc::unavailable);
+  store_->fail = false;
+  EXPECT_FALSE(rocks_->find_idempotency("acme", "k1")->has_value());
+}
+
+TEST_F(EngineTest, StopDrainsThenRejects) {
+  start();
+  std::vector<std::future<Result<CommandResult>>> results;
+  for (int i = 0; i < 200; ++i) {
+    results.push_back(std::async(std::launch::async,
+                                 [this, i] { return place("acme", "k" + std::to_string(i)); }));
+  }
+  for (auto& f : results) ASSERT_TRUE(f.get().ok());
+  engine_->stop();
+  auto late = place("acme", "late");
+  ASSERT_FALSE(late.ok());
+  EXPECT_EQ(late.error().code, Errc::unavailable);
+}
+
+TEST_F(EngineTest, IdsStayUniqueAcrossRestartWithAClockThatStepsBack) {
+  start();
+  auto a = place("acme", "k1");
+  ASSERT_TRUE(a.ok());
+  engine_->stop();
+  clock_.now -= 60'000;  // the wall clock stepped back a minute
+  EngineOptions opts;
+  opts.partitions = 4;
+  engine_ = std::make_unique<Engine>(*store_, clock_, opts);
+  ASSERT_TRUE(engine_->start().ok());
+  for (int i = 0; i < 20; ++i) {
+    auto b = place("acme", "r" + std::to_string(i));
+    ASSERT_TRUE(b.ok());
+    if (b->order.id.partition() == a->order.id.partition()) EXPECT_GT(b->order.id, a->order.id);
+  }
+}
+
+}  // namespace
+}  // namespace orderflow

@@ -1,0 +1,179 @@
+// Handlers of the orders resource: create, get, events, list, cancel.
+#include <charconv>
+
+#include "core/json_writer.h"
+#include "core/order_json.h"
+#include "http/api.h"
+#include "http/errors.h"
+#include "http/query.h"
+
+namespace orderflow::http {
+namespace {
+
+constexpr size_t kListLimitDefault = 50;
+constexpr size_t kListLimitMax = 500;
+
+// application/json, with optional parameters (charset); media types are case-insensitive.
+bool is_json_media_type(std::string_view ct) {
+  std::string_view type = ct.substr(0, ct.find(';'));
+  while (!type.empty() && type.back() == ' ') type.remove_suffix(1);
+  static constexpr std::string_view kJson = "application/json";
+  if (type.size() != kJson.size()) return false;
+  for (size_t i = 0; i < kJson.size(); ++i) {
+    char c = type[i];
+    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
+    if (c != kJson[i]) return false;
+  }
+  return true;
+}
+
+Response order_response(int status, const Order& order) {
+  Response r;
+  r.status = status;
+  r.body.reserve(1024);
+  render_order(order, r.body);
+  return r;
+}
+
+Error field_error(const char* field, std::string reason) {
+  std::string message = std::string(field) + ": " + reason;
+  return Error{Errc::invalid_argument, std::move(message), {{field, std::move(reason)}}};
+}
+
+}  // namespace
+
+void Api::create_order(Engine& engine, const Principal& who, Request& req, Respond& respond) {
+  if (!is_json_media_type(req.content_type)) {
+    return respond(error_response(Errc::unsupported_media_type,
+                                  "Content-Type must be application/json"));
+  }
+  if (!req.has_idempotency_key) {
+    return respond(error_response(
+        field_error("Idempotency-Key", "header is required: 1-128 characters of [A-Za-z0-9._:-]")));
+  }
+  if (!is_valid_idempotency_key(req.idempotency_key)) {
+    return respond(error_response(
+        field_error("Idempotency-Key", "must be 1-128 characters of [A-Za-z0-9._:-]")));
+  }
+  auto request = parse_order_request(req.body);
+  if (!request) return respond(error_response(request.error()));
+
+  engine.place(
+      PlaceCommand{who.tenant, std::string(req.idempotency_key), std::move(*request)},
+      [respond = std::move(respond)](Result<CommandResult> result) {
+        if (!result) return respond(error_response(result.error()));
+        if (result->outcome == Outcome::replayed) {
+          Response r = order_response(200, result->order);
+          r.headers.emplace_back("Idempotent-Replayed", "true");
+          return respond(std::move(r));
+        }
+        Response r = order_response(201, result->order);
+        r.headers.emplace_back("Location", "/v1/orders/" + result->order.id.str());
+        respond(std::move(r));
+      });
+}
+
+void Api::get_order(Engine& engine, const Principal& who, OrderId id, Respond& respond) {
+  auto order = engine.store().get_order(id);
+  if (!order) return respond(error_response(order.error()));
+  if (!order->has_value() || (*order)->tenant != who.tenant) {
+    return respond(error_response(Errc::not_found, "order not found"));
+  }
+  respond(order_response(200, **order));
+}
+
+void Api::get_events(Engine& engine, const Principal& who, OrderId id, Respond& respond) {
+  // The order answers the tenant check; its version bounds the events shown, so a reader
+  // racing a writer never sees an event beyond the version it was told about.
+  auto order = engine.store().get_order(id);
+  if (!order) return respond(error_response(order.error()));
+  if (!order->has_value() || (*order)->tenant != who.tenant) {
+    return respond(error_response(Errc::not_found, "order not found"));
+  }
+  auto events = engine.store().get_events(id);
+  if (!events) return respond(error_response(events.error()));
+  Response r;
+  JsonWriter w(r.body);
+  w.begin_object().key("events").begin_array();
+  for (const Event& e : *events) {
+    if (e.seq > (*order)->version) break;
+    w.element_separator();
+    render_event(e, r.body);
+  }
+  w.end_array().end_object();
+  respond(std::move(r));
+}
+
+void Api::list_orders(Engine& engine, const Principal& who, Request& req, Respond& respond) {
+  auto params = parse_query(req.query);
+  if (!params) return respond(error_response(params.error()));
+  ListQuery q;
+  q.tenant = who.tenant;
+  q.limit = kListLimitDefault;
+  std::vector<FieldViolation> bad;
+  for (auto& [name, value] : *params) {
+    if (name == "customer_id" || name == "merchant_id") {
+      if (!is_valid_token(value, OrderLimits::id_chars_max)) {
+        bad.push_back({name, "must be 1-64 characters of [A-Za-z0-9._:-]"});
+      } else {
+        (name == "customer_id" ? q.customer_id : q.merchant_id) = std::move(value);
+      }
+    } else if (name == "status") {
+      q.status = parse_status(value);
+      if (!q.status) bad.push_back({name, "is not an order status"});
+    } else if (name == "limit") {
+      size_t n = 0;
+      auto [end, ec] = std::from_chars(value.data(), value.data() + value.size(), n);
+      if (ec != std::errc() || end != value.data() + value.size() || n < 1 || n > kListLimitMax) {
+        bad.push_back({name, "must be an integer from 1 to 500"});
+      } else {
+        q.limit = n;
+      }
+    } else if (name == "page_token") {
+      q.after = OrderId::parse(value);
+      if (!q.after) bad.push_back({name, "is not a page token this server issued"});
+    } else {
+      bad.push_back({name, "unknown query parameter"});
+    }
+  }
+  if (!bad.empty()) {
+    std::string msg = bad.front().field + ": " + bad.front().reason;
+    return respond(error_response(Error{Errc::invalid_argument, msg, std::move(bad)}));
+  }
+  auto page = engine.store().list_orders(q);
+  if (!page) return respond(error_response(page.error()));
+  Response r;
+  r.body.reserve(512 + page->orders.size() * 768);
+  JsonWriter w(r.body);
+  w.begin_object().key("orders").begin_array();
+  for (const Order& o : page->orders) {
+    w.element_separator();
+    render_order(o, r.body);
+  }
+  w.end_array().key("next_page_token");
+  if (page->next_after) {
+    w.value(page->next_after->str());
+  } else {
+    w.null();
+  }
+  w.end_object();
+  respond(std::move(r));
+}
+
+void Api::cancel_order(Engine& engine, const Principal& who, OrderId id, Request& req,
+                       Respond& respond) {
+  bool has_body = req.body.find_first_not_of(" \t\r\n") != std::string::npos;
+  if (has_body && !is_json_media_type(req.content_type)) {
+    return respond(error_response(Errc::unsupported_media_type,
+                                  "Content-Type must be application/json"));
+  }
+  auto reason = parse_cancel_request(req.body);
+  if (!reason) return respond(error_response(reason.error()));
+  engine.cancel(CancelCommand{who.tenant, id, std::move(*reason)},
+                [respond = std::move(respond)](Result<CommandResult> result) {
+                  if (!result) return respond(error_response(result.error()));
+                  respond(order_response(202, result->order));
+                });
+}
+
+}  // namespace orderflow::http

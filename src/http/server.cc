@@ -1,0 +1,271 @@
+#include "http/server.h"
+
+#include <atomic>
+#include <boost/asio.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+#include <chrono>
+#include <optional>
+#include <thread>
+#include <vector>
+
+#include "http/errors.h"
+
+namespace orderflow::http {
+namespace {
+
+namespace beast = boost::beast;
+namespace bhttp = boost::beast::http;
+namespace asio = boost::asio;
+using tcp = asio::ip::tcp;
+
+Method to_method(bhttp::verb v) {
+  switch (v) {
+    case bhttp::verb::get: return Method::get;
+    case bhttp::verb::post: return Method::post;
+    case bhttp::verb::put: return Method::put;
+    case bhttp::verb::patch: return Method::patch;
+    case bhttp::verb::delete_: return Method::del;
+    case bhttp::verb::head: return Method::head;
+    case bhttp::verb::options: return Method::options;
+    default: return Method::other;
+  }
+}
+
+std::string_view sv(beast::string_view s) { return std::string_view(s.data(), s.size()); }
+
+}  // namespace
+
+struct HttpServer::Impl {
+  Impl(ServerOptions o, Handler& h) : options(std::move(o)), handler(h), acceptor(ioc) {}
+
+  void do_accept();
+
+  ServerOptions options;
+  Handler& handler;
+  asio::io_context ioc;
+  tcp::acceptor acceptor;
+  std::optional<asio::executor_work_guard<asio::io_context::executor_type>> work;
+  std::vector<std::thread> threads;
+  std::atomic<size_t> connections{0};
+  std::atomic<size_t> in_flight{0};  // requests handed to the handler, not yet answered
+  uint16_t bound_port = 0;
+};
+
+namespace {
+
+class Session : public std::enable_shared_from_this<Session> {
+ public:
+  Session(tcp::socket&& socket, HttpServer::Impl& server, bool reject)
+      : stream_(std::move(socket)), server_(server), reject_(reject) {
+    if (!reject_) server_.connections.fetch_add(1, std::memory_order_relaxed);
+  }
+  ~Session() {
+    if (!reject_) server_.connections.fetch_sub(1, std::memory_order_relaxed);
+  }
+
+  void run() {
+    asio::dispatch(stream_.get_executor(), [self = shared_from_this()] {
+      if (self->reject_) {
+        self->keep_alive_ = false;
+        self->write(error_response(Errc::overloaded, "too many connections; retry later"));
+      } else {
+        self->do_read();
+      }
+    });
+  }
+
+ private:
+  void do_read() {
+    parser_.emplace();
+    parser_->body_limit(server_.options.body_bytes_max);
+    parser_->header_limit(static_cast<uint32_t>(server_.options.header_bytes_max));
+    stream_.expires_after(std::chrono::seconds(server_.options.idle_timeout_s));
+    bhttp::async_read_header(stream_, buffer_, *parser_,
+                             beast::bind_front_handler(&Session::on_header, shared_from_this()));
+  }
+
+  // Returns true when the read failed and the failure was answered or the connection closed.
+  bool read_failed(beast::error_code ec) {
+    if (!ec) return false;
+    keep_alive_ = false;
+    if (ec == bhttp::error::body_limit) {
+      write(error_response(Errc::payload_too_large,
+                           "request body exceeds " +
+                               std::to_string(server_.options.body_bytes_max) + " bytes"));
+    } else if (ec == bhttp::error::header_limit) {
+      Response r = error_response(Errc::invalid_argument, "request headers are too large");
+      r.status = 431;
+      write(std::move(r));
+    } else if (ec.category() == bhttp::make_error_code(bhttp::error::bad_method).category() &&
+               ec != bhttp::error::end_of_stream && ec != bhttp::error::partial_message) {
+      write(error_response(Errc::invalid_argument, "malformed HTTP request: " + ec.message()));
+    } else {
+      close();  // end of stream, timeout, reset: nothing to answer
+    }
+    return true;
+  }
+
+  void on_header(beast::error_code ec, size_t) {
+    if (read_failed(ec)) return;
+    auto& req = parser_->get();
+    auto expect = req[bhttp::field::expect];
+    if (beast::iequals(expect, "100-continue")) {
+      // curl sends this for bodies over 1 KiB and waits a second unless answered.
+      continue_.emplace(bhttp::status::continue_, req.version());
+      bhttp::async_write(stream_, *continue_,
+                         [self = shared_from_this()](beast::error_code wec, size_t) {
+                           if (wec) return self->close();
+                           self->read_body();
+                         });
+      return;
+    }
+    read_body();
+  }
+
+  void read_body() {
+    bhttp::async_read(stream_, buffer_, *parser_,
+                      beast::bind_front_handler(&Session::on_read, shared_from_this()));
+  }
+
+  void on_read(beast::error_code ec, size_t) {
+    if (read_failed(ec)) return;
+    stream_.expires_never();  // the handler may take as long as a durable write takes
+    req_ = parser_->release();
+    keep_alive_ = req_.keep_alive();
+
+    beast::string_view target = req_.target();
+    size_t q = target.find('?');
+    Request request{
+        to_method(req_.method()),
+        sv(target.substr(0, q)),
+        q == beast::string_view::npos ? std::string_view() : sv(target.substr(q + 1)),
+        sv(req_[bhttp::field::authorization]),
+        sv(req_[bhttp::field::content_type]),
+        {},
+        false,
+        req_.body(),
+    };
+    if (auto it = req_.find("Idempotency-Key"); it != req_.end()) {
+      request.idempotency_key = sv(it->value());
+      request.has_idempotency_key = true;
+    }
+    server_.in_flight.fetch_add(1, std::memory_order_relaxed);
+    handled_ = true;
+    server_.handler.handle(request, [self = shared_from_this()](Response res) {
+      asio::dispatch(self->stream_.get_executor(), [self, res = std::move(res)]() mutable {
+        self->write(std::move(res));
+      });
+    });
+  }
+
+  void write(Response r) {
+    res_.emplace(static_cast<bhttp::status>(r.status), req_.version() ? req_.version() : 11);
+    res_->set(bhttp::field::content_type, "application/json");
+    for (auto& [name, value] : r.headers) res_->set(name, value);
+    res_->body() = std::move(r.body);
+    res_->keep_alive(keep_alive_ && !r.close);
+    res_->prepare_payload();
+    stream_.expires_after(std::chrono::seconds(server_.options.idle_timeout_s));
+    bhttp::async_write(stream_, *res_,
+                       beast::bind_front_handler(&Session::on_write, shared_from_this()));
+  }
+
+  void on_write(beast::error_code ec, size_t) {
+    if (handled_) {
+      handled_ = false;
+      server_.in_flight.fetch_sub(1, std::memory_order_relaxed);
+    }
+    if (ec || !res_->keep_alive()) return close();
+    res_.reset();
+    req_ = {};
+    do_read();
+  }
+
+  void close() {
+    beast::error_code ignored;
+    stream_.socket().shutdown(tcp::socket::shutdown_send, ignored);
+  }
+
+  beast::tcp_stream stream_;
+  HttpServer::Impl& server_;
+  const bool reject_;
+  beast::flat_buffer buffer_;
+  std::optional<bhttp::request_parser<bhttp::string_body>> parser_;
+  bhttp::request<bhttp::string_body> req_;
+  std::optional<bhttp::response<bhttp::empty_body>> continue_;
+  std::optional<bhttp::response<bhttp::string_body>> res_;
+  bool keep_alive_ = true;
+  bool handled_ = false;
+};
+
+}  // namespace
+
+void HttpServer::Impl::do_accept() {
+  acceptor.async_accept(asio::make_strand(ioc), [this](beast::error_code ec, tcp::socket socket) {
+    if (ec == asio::error::operation_aborted || !acceptor.is_open()) return;
+    if (!ec) {
+      bool reject = connections.load(std::memory_order_relaxed) >= options.connections_max;
+      socket.set_option(tcp::no_delay(true), ec);
+      std::make_shared<Session>(std::move(socket), *this, reject)->run();
+    }
+    do_accept();
+  });
+}
+
+HttpServer::HttpServer(ServerOptions options, Handler& handler)
+    : impl_(std::make_unique<Impl>(std::move(options), handler)) {}
+
+HttpServer::~HttpServer() { stop(); }
+
+Status HttpServer::start() {
+  beast::error_code ec;
+  auto address = asio::ip::make_address(impl_->options.host, ec);
+  if (ec) return make_error(Errc::invalid_argument, "invalid listen address: " + impl_->options.host);
+  tcp::endpoint endpoint(address, impl_->options.port);
+  auto& acc = impl_->acceptor;
+  acc.open(endpoint.protocol(), ec);
+  if (!ec) acc.set_option(asio::socket_base::reuse_address(true), ec);
+  if (!ec) acc.bind(endpoint, ec);
+  if (!ec) acc.listen(asio::socket_base::max_listen_connections, ec);
+  if (ec) {
+    return make_error(Errc::unavailable, "cannot listen on " + impl_->options.host + ":" +
+                                             std::to_string(impl_->options.port) + ": " +
+                                             ec.message());
+  }
+  impl_->bound_port = acc.local_endpoint().port();
+  impl_->work.emplace(impl_->ioc.get_executor());
+  impl_->do_accept();
+  for (int i = 0; i < impl_->options.io_threads; ++i) {
+    impl_->threads.emplace_back([this] { impl_->ioc.run(); });
+  }
+  return Status::ok_status();
+}
+
+uint16_t HttpServer::port() const { return impl_->bound_port; }
+
+void HttpServer::stop_accepting() {
+  asio::post(impl_->ioc, [this] {
+    beast::error_code ignored;
+    impl_->acceptor.close(ignored);
+  });
+}
+
+bool HttpServer::wait_idle(int timeout_ms) {
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
+  while (impl_->in_flight.load(std::memory_order_relaxed) != 0) {
+    if (std::chrono::steady_clock::now() >= deadline) return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  return true;
+}
+
+void HttpServer::stop() {
+  if (impl_->threads.empty()) return;
+  impl_->work.reset();
+  impl_->ioc.stop();
+  for (auto& t : impl_->threads) t.join();
+  impl_->threads.clear();
+}
+
+}  // namespace orderflow::http

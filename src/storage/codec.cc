@@ -1,0 +1,165 @@
+#include "storage/codec.h"
+
+namespace orderflow::codec {
+namespace {
+
+Error corrupt(const char* what) {
+  return make_error(Errc::internal, std::string("corrupt record: ") + what);
+}
+
+// Zig-zag keeps small negative numbers small; amounts are never negative today, but the
+// format should not assume it.
+uint64_t zigzag(int64_t v) { return (static_cast<uint64_t>(v) << 1) ^ static_cast<uint64_t>(v >> 63); }
+int64_t unzigzag(uint64_t v) { return static_cast<int64_t>(v >> 1) ^ -static_cast<int64_t>(v & 1); }
+
+}  // namespace
+
+void put_varint(std::string& out, uint64_t v) {
+  while (v >= 0x80) {
+    out.push_back(static_cast<char>(v | 0x80));
+    v >>= 7;
+  }
+  out.push_back(static_cast<char>(v));
+}
+
+void put_bytes(std::string& out, std::string_view s) {
+  put_varint(out, s.size());
+  out.append(s);
+}
+
+bool Reader::varint(uint64_t& v) {
+  v = 0;
+  for (int shift = 0; shift < 64; shift += 7) {
+    if (in_.empty()) return false;
+    uint8_t b = static_cast<uint8_t>(in_[0]);
+    in_.remove_prefix(1);
+    v |= static_cast<uint64_t>(b & 0x7f) << shift;
+    if (!(b & 0x80)) return true;
+  }
+  return false;  // more than 10 bytes: not a varint we wrote
+}
+
+bool Reader::bytes(std::string& s) {
+  uint64_t n;
+  if (!varint(n) || n > in_.size()) return false;
+  s.assign(in_.data(), n);
+  in_.remove_prefix(n);
+  return true;
+}
+
+bool Reader::byte(uint8_t& b) {
+  if (in_.empty()) return false;
+  b = static_cast<uint8_t>(in_[0]);
+  in_.remove_prefix(1);
+  return true;
+}
+
+void encode_order(const Order& o, std::string& out) {
+  out.push_back(static_cast<char>(kOrderFormat));
+  auto id = o.id.bytes();
+  out.append(id.data(), id.size());
+  put_bytes(out, o.tenant);
+  put_bytes(out, o.idempotency_key);
+  const OrderRequest& r = o.request;
+  put_bytes(out, r.customer_id);
+  put_bytes(out, r.merchant_id);
+  put_varint(out, r.items.size());
+  for (const LineItem& it : r.items) {
+    put_bytes(out, it.sku);
+    put_varint(out, zigzag(it.quantity));
+    put_varint(out, zigzag(it.unit_price_cents));
+  }
+  put_bytes(out, r.currency);
+  put_bytes(out, r.payment_method);
+  put_bytes(out, r.delivery_address);
+  put_varint(out, zigzag(r.tip_cents));
+  put_varint(out, r.metadata.size());
+  for (const auto& [k, v] : r.metadata) {
+    put_bytes(out, k);
+    put_bytes(out, v);
+  }
+  put_varint(out, zigzag(o.subtotal_cents));
+  put_varint(out, zigzag(o.total_cents));
+  out.push_back(static_cast<char>(o.status));
+  put_varint(out, o.version);
+  put_varint(out, o.created_at_ms);
+  put_varint(out, o.updated_at_ms);
+  out.push_back(o.failure ? 1 : 0);
+  if (o.failure) {
+    put_bytes(out, o.failure->stage);
+    put_bytes(out, o.failure->code);
+    put_bytes(out, o.failure->message);
+  }
+}
+
+Result<Order> decode_order(std::string_view bytes) {
+  if (bytes.empty() || static_cast<uint8_t>(bytes[0]) != kOrderFormat) {
+    return corrupt("unknown order format");
+  }
+  bytes.remove_prefix(1);
+  if (bytes.size() < OrderId::kByteLength) return corrupt("truncated order id");
+  Order o;
+  o.id = *OrderId::from_bytes(bytes.substr(0, OrderId::kByteLength));
+  Reader rd(bytes.substr(OrderId::kByteLength));
+  OrderRequest& r = o.request;
+  uint64_t n, v;
+  bool ok = rd.bytes(o.tenant) && rd.bytes(o.idempotency_key) && rd.bytes(r.customer_id) &&
+            rd.bytes(r.merchant_id) && rd.varint(n);
+  if (!ok || n > OrderLimits::items_max) return corrupt("order header");
+  r.items.resize(n);
+  for (LineItem& it : r.items) {
+    uint64_t q, p;
+    if (!rd.bytes(it.sku) || !rd.varint(q) || !rd.varint(p)) return corrupt("line item");
+    it.quantity = unzigzag(q);
+    it.unit_price_cents = unzigzag(p);
+  }
+  ok = rd.bytes(r.currency) && rd.bytes(r.payment_method) && rd.bytes(r.delivery_address) &&
+       rd.varint(v);
+  if (!ok) return corrupt("order fields");
+  r.tip_cents = unzigzag(v);
+  if (!rd.varint(n) || n > OrderLimits::metadata_entries_max) return corrupt("metadata count");
+  r.metadata.resize(n);
+  for (auto& [k, val] : r.metadata) {
+    if (!rd.bytes(k) || !rd.bytes(val)) return corrupt("metadata entry");
+  }
+  uint64_t sub, tot, ver;
+  uint8_t status, has_failure;
+  ok = rd.varint(sub) && rd.varint(tot) && rd.byte(status) && rd.varint(ver) &&
+       rd.varint(o.created_at_ms) && rd.varint(o.updated_at_ms) && rd.byte(has_failure);
+  if (!ok || status >= kOrderStatusCount || ver > UINT32_MAX || has_failure > 1) {
+    return corrupt("order state");
+  }
+  o.subtotal_cents = unzigzag(sub);
+  o.total_cents = unzigzag(tot);
+  o.status = static_cast<OrderStatus>(status);
+  o.version = static_cast<uint32_t>(ver);
+  if (has_failure) {
+    Failure f;
+    if (!rd.bytes(f.stage) || !rd.bytes(f.code) || !rd.bytes(f.message)) return corrupt("failure");
+    o.failure = std::move(f);
+  }
+  if (!rd.done()) return corrupt("trailing bytes after order");
+  return o;
+}
+
+void encode_event(const Event& e, std::string& out) {
+  out.push_back(static_cast<char>(kEventFormat));
+  out.push_back(static_cast<char>(e.type));
+  put_varint(out, e.at_ms);
+  put_bytes(out, e.data_json);
+}
+
+Result<Event> decode_event(OrderId order_id, uint32_t seq, std::string_view bytes) {
+  Reader rd(bytes);
+  uint8_t format, type;
+  Event e;
+  e.order_id = order_id;
+  e.seq = seq;
+  if (!rd.byte(format) || format != kEventFormat) return corrupt("unknown event format");
+  if (!rd.byte(type) || type >= kEventTypeCount) return corrupt("event type");
+  e.type = static_cast<EventType>(type);
+  if (!rd.varint(e.at_ms) || !rd.bytes(e.data_json) || !rd.done()) return corrupt("event body");
+  return e;
+}
+
+}  // namespace orderflow::codec

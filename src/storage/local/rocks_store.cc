@@ -1,0 +1,377 @@
+#include "storage/local/rocks_store.h"
+
+#include <rocksdb/cache.h>
+#include <rocksdb/db.h>
+#include <rocksdb/filter_policy.h>
+#include <rocksdb/table.h>
+#include <rocksdb/write_batch.h>
+
+#include "storage/codec.h"
+
+namespace orderflow {
+namespace {
+
+// Column families, in handle order.
+enum Cf { kCfMeta = 0, kCfOrders, kCfEvents, kCfIdempotency, kCfIndexes, kCfCount };
+constexpr const char* kCfNames[kCfCount] = {"default", "orders", "events", "idempotency",
+                                             "indexes"};
+
+constexpr char kMetaPartitions[] = "partitions";
+constexpr char kMetaFormat[] = "format";
+constexpr char kFormatVersion[] = "orderflow-local-1";
+
+Error io_error(const char* what, const rocksdb::Status& s) {
+  return make_error(Errc::internal, std::string(what) + ": " + s.ToString());
+}
+
+void put_u32_be(std::string& out, uint32_t v) {
+  for (int i = 3; i >= 0; --i) out.push_back(static_cast<char>(v >> (8 * i)));
+}
+uint32_t get_u32_be(std::string_view s) {
+  uint32_t v = 0;
+  for (int i = 0; i < 4; ++i) v = v << 8 | static_cast<uint8_t>(s[i]);
+  return v;
+}
+void put_u64_be(std::string& out, uint64_t v) {
+  for (int i = 7; i >= 0; --i) out.push_back(static_cast<char>(v >> (8 * i)));
+}
+uint64_t get_u64_be(std::string_view s) {
+  uint64_t v = 0;
+  for (int i = 0; i < 8; ++i) v = v << 8 | static_cast<uint8_t>(s[i]);
+  return v;
+}
+
+std::string order_key(OrderId id) {
+  auto b = id.bytes();
+  return std::string(b.data(), b.size());
+}
+
+std::string event_key(OrderId id, uint32_t seq) {
+  std::string k = order_key(id);
+  put_u32_be(k, seq);
+  return k;
+}
+
+std::string idempotency_key(const std::string& tenant, const std::string& key) {
+  std::string k = tenant;
+  k.push_back('\0');
+  k.append(key);
+  return k;
+}
+
+std::string clock_key(PartitionId p) {
+  std::string k = "clock/";
+  put_u32_be(k, p.value);
+  return k;
+}
+
+// Index keys: tenant \0 kind \0 [value \0]* ~id — the id's bytes complemented so that a
+// forward scan yields newest first. Tenants, customer and merchant ids cannot contain \0
+// (validated token charset), so the prefix is unambiguous.
+enum class IndexKind : char {
+  all = 'a',
+  customer = 'c',
+  merchant = 'm',
+  status = 's',
+  customer_status = 'C',
+  merchant_status = 'M',
+};
+
+std::string index_prefix(const std::string& tenant, IndexKind kind, std::string_view v1 = {},
+                         std::string_view v2 = {}) {
+  std::string k = tenant;
+  k.push_back('\0');
+  k.push_back(static_cast<char>(kind));
+  k.push_back('\0');
+  if (!v1.empty()) {
+    k.append(v1);
+    k.push_back('\0');
+  }
+  if (!v2.empty()) {
+    k.append(v2);
+    k.push_back('\0');
+  }
+  return k;
+}
+
+void append_desc_id(std::string& k, OrderId id) {
+  for (char c : id.bytes()) k.push_back(static_cast<char>(~static_cast<uint8_t>(c)));
+}
+
+std::optional<OrderId> desc_id_from_key(std::string_view key) {
+  if (key.size() < OrderId::kByteLength) return std::nullopt;
+  char b[OrderId::kByteLength];
+  std::string_view tail = key.substr(key.size() - OrderId::kByteLength);
+  for (size_t i = 0; i < OrderId::kByteLength; ++i) {
+    b[i] = static_cast<char>(~static_cast<uint8_t>(tail[i]));
+  }
+  return OrderId::from_bytes(std::string_view(b, OrderId::kByteLength));
+}
+
+// The index entries that depend on status (the others never change after creation).
+std::vector<std::string> status_index_keys(const Order& o, OrderStatus status) {
+  const char* s = status_name(status);
+  std::vector<std::string> keys = {
+      index_prefix(o.tenant, IndexKind::status, s),
+      index_prefix(o.tenant, IndexKind::customer_status, o.request.customer_id, s),
+      index_prefix(o.tenant, IndexKind::merchant_status, o.request.merchant_id, s)};
+  for (auto& k : keys) append_desc_id(k, o.id);
+  return keys;
+}
+
+std::vector<std::string> static_index_keys(const Order& o) {
+  std::vector<std::string> keys = {index_prefix(o.tenant, IndexKind::all),
+                                   index_prefix(o.tenant, IndexKind::customer, o.request.customer_id),
+                                   index_prefix(o.tenant, IndexKind::merchant, o.request.merchant_id)};
+  for (auto& k : keys) append_desc_id(k, o.id);
+  return keys;
+}
+
+}  // namespace
+
+Result<std::unique_ptr<RocksStore>> RocksStore::open(const RocksStoreOptions& options) {
+  OF_ASSERT(options.partitions >= 1 && options.partitions <= 65536);
+  rocksdb::Options db_opts;
+  db_opts.create_if_missing = true;
+  db_opts.create_missing_column_families = true;
+  db_opts.max_background_jobs = 2;
+  db_opts.db_write_buffer_size = options.memtable_bytes_max;
+  db_opts.keep_log_file_num = 3;
+  db_opts.max_log_file_size = 8 << 20;
+  // Concurrent partition writers: write-group batching syncs the WAL once for a whole group.
+  db_opts.enable_pipelined_write = true;
+
+  auto cache = rocksdb::NewLRUCache(options.block_cache_bytes);
+  std::vector<rocksdb::ColumnFamilyDescriptor> descs;
+  for (int i = 0; i < kCfCount; ++i) {
+    rocksdb::ColumnFamilyOptions cf;
+    cf.write_buffer_size = options.memtable_bytes_max / 8;
+    cf.max_write_buffer_number = 3;
+    rocksdb::BlockBasedTableOptions table;
+    table.block_cache = cache;
+    if (i == kCfOrders || i == kCfIdempotency) {
+      // Point lookups, most of them misses for idempotency keys: a bloom filter answers those.
+      table.filter_policy.reset(rocksdb::NewBloomFilterPolicy(10));
+    }
+    cf.table_factory.reset(rocksdb::NewBlockBasedTableFactory(table));
+    descs.emplace_back(kCfNames[i], cf);
+  }
+
+  std::unique_ptr<RocksStore> store(new RocksStore());
+  store->options_ = options;
+  rocksdb::DB* raw = nullptr;
+  rocksdb::Status s = rocksdb::DB::Open(rocksdb::DBOptions(db_opts), options.path, descs,
+                                        &store->cfs_, &raw);
+  if (!s.ok()) return io_error("cannot open the store", s);
+  store->db_.reset(raw);
+
+  // Fix the partition count on first open; check it on every later one.
+  std::string value;
+  rocksdb::WriteOptions sync_write;
+  sync_write.sync = true;
+  s = raw->Get({}, store->cfs_[kCfMeta], kMetaPartitions, &value);
+  if (s.IsNotFound()) {
+    std::string v;
+    put_u32_be(v, options.partitions);
+    rocksdb::WriteBatch wb;
+    wb.Put(store->cfs_[kCfMeta], kMetaPartitions, v);
+    wb.Put(store->cfs_[kCfMeta], kMetaFormat, kFormatVersion);
+    s = raw->Write(sync_write, &wb);
+    if (!s.ok()) return io_error("cannot initialize the store", s);
+  } else if (!s.ok()) {
+    return io_error("cannot read the store's metadata", s);
+  } else {
+    if (value.size() != 4) return make_error(Errc::internal, "corrupt partition count");
+    uint32_t stored = get_u32_be(value);
+    if (stored != options.partitions) {
+      return make_error(Errc::invalid_argument,
+                        "the data directory was created with " + std::to_string(stored) +
+                            " partitions; start with --partitions " + std::to_string(stored));
+    }
+  }
+  return store;
+}
+
+RocksStore::~RocksStore() {
+  if (db_) {
+    for (auto* h : cfs_) db_->DestroyColumnFamilyHandle(h);
+    db_->Close().PermitUncheckedError();
+  }
+}
+
+Status RocksStore::commit(const CommitBatch& batch) {
+  if (failed_.load(std::memory_order_acquire)) {
+    return make_error(Errc::unavailable, "the store has failed a write and accepts no more");
+  }
+  rocksdb::WriteBatch wb;
+  std::string buf;
+  for (const OrderWrite& w : batch.orders) {
+    const Order& o = w.order;
+    buf.clear();
+    codec::encode_order(o, buf);
+    wb.Put(cfs_[kCfOrders], order_key(o.id), buf);
+    if (!w.previous_status) {
+      for (const auto& k : static_index_keys(o)) wb.Put(cfs_[kCfIndexes], k, {});
+      for (const auto& k : status_index_keys(o, o.status)) wb.Put(cfs_[kCfIndexes], k, {});
+    } else if (*w.previous_status != o.status) {
+      for (const auto& k : status_index_keys(o, *w.previous_status)) wb.Delete(cfs_[kCfIndexes], k);
+      for (const auto& k : status_index_keys(o, o.status)) wb.Put(cfs_[kCfIndexes], k, {});
+    }
+  }
+  for (const Event& e : batch.events) {
+    buf.clear();
+    codec::encode_event(e, buf);
+    wb.Put(cfs_[kCfEvents], event_key(e.order_id, e.seq), buf);
+  }
+  for (const IdempotencyEntry& ie : batch.idempotency) {
+    buf = order_key(ie.order_id);
+    put_u64_be(buf, ie.created_at_ms);
+    wb.Put(cfs_[kCfIdempotency], idempotency_key(ie.tenant, ie.key), buf);
+  }
+  buf.clear();
+  put_u64_be(buf, batch.id_clock_ms);
+  wb.Put(cfs_[kCfMeta], clock_key(batch.partition), buf);
+
+  rocksdb::WriteOptions wo;
+  wo.sync = options_.durability == Durability::fsync;
+  rocksdb::Status s = db_->Write(wo, &wb);
+  if (!s.ok()) {
+    failed_.store(true, std::memory_order_release);
+    return io_error("write failed; the store is now read-only", s);
+  }
+  return Status::ok_status();
+}
+
+Result<std::optional<Order>> RocksStore::get_order(OrderId id) {
+  rocksdb::PinnableSlice value;
+  rocksdb::Status s = db_->Get({}, cfs_[kCfOrders], order_key(id), &value);
+  if (s.IsNotFound()) return std::optional<Order>();
+  if (!s.ok()) return io_error("read failed", s);
+  auto order = codec::decode_order(value.ToStringView());
+  if (!order) return order.take_error();
+  return std::optional<Order>(std::move(*order));
+}
+
+Result<std::vector<Event>> RocksStore::get_events(OrderId id) {
+  std::string prefix = order_key(id);
+  std::string upper = prefix;
+  upper.append(4, '\xff');
+  upper.push_back('\xff');
+  rocksdb::Slice upper_slice(upper);
+  rocksdb::ReadOptions ro;
+  ro.iterate_upper_bound = &upper_slice;
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro, cfs_[kCfEvents]));
+  std::vector<Event> events;
+  for (it->Seek(prefix); it->Valid(); it->Next()) {
+    std::string_view k = it->key().ToStringView();
+    if (k.size() != prefix.size() + 4 || k.substr(0, prefix.size()) != prefix) break;
+    auto e = codec::decode_event(id, get_u32_be(k.substr(prefix.size())), it->value().ToStringView());
+    if (!e) return e.take_error();
+    events.push_back(std::move(*e));
+  }
+  if (!it->status().ok()) return io_error("read failed", it->status());
+  return events;
+}
+
+Result<std::optional<IdempotencyEntry>> RocksStore::find_idempotency(const std::string& tenant,
+                                                                     const std::string& key) {
+  rocksdb::PinnableSlice value;
+  rocksdb::Status s = db_->Get({}, cfs_[kCfIdempotency], idempotency_key(tenant, key), &value);
+  if (s.IsNotFound()) return std::optional<IdempotencyEntry>();
+  if (!s.ok()) return io_error("read failed", s);
+  std::string_view v = value.ToStringView();
+  if (v.size() != OrderId::kByteLength + 8) return make_error(Errc::internal, "corrupt idempotency entry");
+  IdempotencyEntry e{tenant, key, *OrderId::from_bytes(v.substr(0, OrderId::kByteLength)),
+                     get_u64_be(v.substr(OrderId::kByteLength))};
+  return std::optional<IdempotencyEntry>(std::move(e));
+}
+
+Result<ListPage> RocksStore::list_orders(const ListQuery& q) {
+  OF_ASSERT(q.limit >= 1);
+  // Pick the narrowest index; a merchant filter together with a customer filter is checked
+  // on the orders themselves (a customer has few orders per merchant page).
+  std::string prefix;
+  bool filter_merchant = false;
+  const char* st = q.status ? status_name(*q.status) : nullptr;
+  if (q.customer_id && st) {
+    prefix = index_prefix(q.tenant, IndexKind::customer_status, *q.customer_id, st);
+    filter_merchant = q.merchant_id.has_value();
+  } else if (q.customer_id) {
+    prefix = index_prefix(q.tenant, IndexKind::customer, *q.customer_id);
+    filter_merchant = q.merchant_id.has_value();
+  } else if (q.merchant_id && st) {
+    prefix = index_prefix(q.tenant, IndexKind::merchant_status, *q.merchant_id, st);
+  } else if (q.merchant_id) {
+    prefix = index_prefix(q.tenant, IndexKind::merchant, *q.merchant_id);
+  } else if (st) {
+    prefix = index_prefix(q.tenant, IndexKind::status, st);
+  } else {
+    prefix = index_prefix(q.tenant, IndexKind::all);
+  }
+
+  const rocksdb::Snapshot* snap = db_->GetSnapshot();
+  struct Release {
+    rocksdb::DB* db;
+    const rocksdb::Snapshot* s;
+    ~Release() { db->ReleaseSnapshot(s); }
+  } release{db_.get(), snap};
+
+  std::string upper = prefix;
+  upper.back() = '\x01';  // prefixes end in \0: the next possible prefix
+  rocksdb::Slice upper_slice(upper);
+  rocksdb::ReadOptions ro;
+  ro.snapshot = snap;
+  ro.iterate_upper_bound = &upper_slice;
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro, cfs_[kCfIndexes]));
+
+  std::string start = prefix;
+  if (q.after) append_desc_id(start, *q.after);
+  it->Seek(start);
+  if (q.after && it->Valid() && it->key().ToStringView() == start) it->Next();
+
+  ListPage page;
+  rocksdb::ReadOptions get_ro;
+  get_ro.snapshot = snap;
+  size_t scanned = 0;
+  const size_t scan_max = q.limit + options_.list_scan_extra_max;
+  std::optional<OrderId> last_scanned;
+  for (; it->Valid(); it->Next()) {
+    if (page.orders.size() == q.limit) {
+      page.next_after = page.orders.back().id;  // at least one more entry exists
+      break;
+    }
+    if (scanned == scan_max) {
+      page.next_after = last_scanned;  // partial page: the cursor resumes the scan
+      break;
+    }
+    ++scanned;
+    std::string_view k = it->key().ToStringView();
+    if (k.size() != prefix.size() + OrderId::kByteLength) {
+      return make_error(Errc::internal, "corrupt index entry");
+    }
+    OrderId id = *desc_id_from_key(k);
+    last_scanned = id;
+    rocksdb::PinnableSlice value;
+    rocksdb::Status s = db_->Get(get_ro, cfs_[kCfOrders], order_key(id), &value);
+    if (!s.ok()) return io_error("index points at a missing order", s);
+    auto order = codec::decode_order(value.ToStringView());
+    if (!order) return order.take_error();
+    if (filter_merchant && order->request.merchant_id != *q.merchant_id) continue;
+    page.orders.push_back(std::move(*order));
+  }
+  if (!it->status().ok()) return io_error("read failed", it->status());
+  return page;
+}
+
+Result<PartitionState> RocksStore::load_partition(PartitionId partition) {
+  std::string value;
+  rocksdb::Status s = db_->Get({}, cfs_[kCfMeta], clock_key(partition), &value);
+  PartitionState state;
+  if (s.IsNotFound()) return state;
+  if (!s.ok()) return io_error("read failed", s);
+  if (value.size() != 8) return make_error(Errc::internal, "corrupt partition clock");
+  state.id_clock_ms = get_u64_be(value);
+  return state;
+}
+
+}  // namespace orderflow

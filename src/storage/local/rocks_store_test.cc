@@ -1,0 +1,248 @@
+#include "storage/local/rocks_store.h"
+
+#include <gtest/gtest.h>
+
+#include <filesystem>
+
+#include "core/order_machine.h"
+#include "testing/temp_dir.h"
+
+namespace orderflow {
+namespace {
+
+OrderRequest request_for(const std::string& customer, const std::string& merchant) {
+  OrderRequest r;
+  r.customer_id = customer;
+  r.merchant_id = merchant;
+  r.items = {{"sku-1", 1, 100}};
+  r.currency = "USD";
+  r.payment_method = "tok_visa";
+  r.delivery_address = "1 Main St";
+  return r;
+}
+
+// A batch that creates one order; its id encodes `n` so tests can check ordering.
+CommitBatch create_batch(uint16_t partition, uint64_t ms, const std::string& tenant,
+                         const std::string& customer, const std::string& merchant) {
+  OrderId id = OrderId::make(ms, PartitionId{partition}, 0);
+  Placed p = place_order(id, tenant, "key-" + id.str(), request_for(customer, merchant), ms);
+  CommitBatch b;
+  b.partition = PartitionId{partition};
+  b.events = p.events;
+  b.idempotency.push_back({tenant, p.order.idempotency_key, id, ms});
+  b.orders.push_back({std::move(p.order), std::nullopt});
+  b.id_clock_ms = ms;
+  return b;
+}
+
+std::unique_ptr<RocksStore> open_store(const std::string& path, uint32_t partitions = 4,
+                                       Durability d = Durability::fsync) {
+  RocksStoreOptions o;
+  o.path = path;
+  o.partitions = partitions;
+  o.durability = d;
+  auto s = RocksStore::open(o);
+  if (!s) ADD_FAILURE() << s.error().message;
+  return s ? std::move(*s) : nullptr;
+}
+
+TEST(RocksStore, CommitThenReadEverything) {
+  testing::TempDir dir;
+  auto store = open_store(dir.sub("db"));
+  CommitBatch b = create_batch(1, 1000, "acme", "c-1", "m-1");
+  ASSERT_TRUE(store->commit(b).ok());
+  OrderId id = b.orders[0].order.id;
+
+  auto order = store->get_order(id);
+  ASSERT_TRUE(order.ok() && order->has_value());
+  EXPECT_EQ(**order, b.orders[0].order);
+  auto events = store->get_events(id);
+  ASSERT_TRUE(events.ok());
+  EXPECT_EQ(*events, b.events);
+  auto idem = store->find_idempotency("acme", b.orders[0].order.idempotency_key);
+  ASSERT_TRUE(idem.ok() && idem->has_value());
+  EXPECT_EQ((*idem)->order_id, id);
+  EXPECT_FALSE(store->find_idempotency("other", b.orders[0].order.idempotency_key)->has_value());
+  EXPECT_FALSE(store->get_order(OrderId::make(1, PartitionId{1}, 0))->has_value());
+  EXPECT_EQ(store->load_partition(PartitionId{1})->id_clock_ms, 1000u);
+  EXPECT_EQ(store->load_partition(PartitionId{2})->id_clock_ms, 0u);
+}
+
+TEST(RocksStore, PartitionCountIsFixedAtCreation) {
+  testing::TempDir dir;
+  { ASSERT_NE(open_store(dir.sub("db"), 4), nullptr); }
+  RocksStoreOptions o;
+  o.path = dir.sub("db");
+  o.partitions = 8;
+  auto reopened = RocksStore::open(o);
+  ASSERT_FALSE(reopened.ok());
+  EXPECT_NE(reopened.error().message.find("--partitions 4"), std::string::npos);
+  o.partitions = 4;
+  EXPECT_TRUE(RocksStore::open(o).ok());
+}
+
+TEST(RocksStore, ListFiltersNewestFirstAndPagesWithoutGapsOrRepeats) {
+  testing::TempDir dir;
+  auto store = open_store(dir.sub("db"));
+  // 30 orders: customers c-0..c-2, merchants m-0..m-1, across partitions; one other tenant.
+  std::vector<Order> all;
+  for (int i = 0; i < 30; ++i) {
+    auto b = create_batch(static_cast<uint16_t>(i % 4), 1000 + i, "acme",
+                          "c-" + std::to_string(i % 3), "m-" + std::to_string(i % 2));
+    all.push_back(b.orders[0].order);
+    ASSERT_TRUE(store->commit(b).ok());
+  }
+  ASSERT_TRUE(store->commit(create_batch(0, 5000, "other", "c-0", "m-0")).ok());
+
+  auto collect = [&](ListQuery q) {
+    std::vector<OrderId> ids;
+    for (int pages = 0; pages < 100; ++pages) {
+      auto page = store->list_orders(q);
+      EXPECT_TRUE(page.ok());
+      for (auto& o : page->orders) ids.push_back(o.id);
+      if (!page->next_after) break;
+      q.after = page->next_after;
+    }
+    return ids;
+  };
+  auto expected = [&](auto pred) {
+    std::vector<OrderId> ids;
+    for (auto it = all.rbegin(); it != all.rend(); ++it) {
+      if (pred(*it)) ids.push_back(it->id);
+    }
+    return ids;
+  };
+
+  for (size_t limit : {1, 7, 30, 500}) {
+    ListQuery q;
+    q.tenant = "acme";
+    q.limit = limit;
+    EXPECT_EQ(collect(q), expected([](const Order&) { return true; })) << limit;
+    q.customer_id = "c-1";
+    EXPECT_EQ(collect(q), expected([](const Order& o) { return o.request.customer_id == "c-1"; }));
+    q.merchant_id = "m-0";
+    EXPECT_EQ(collect(q), expected([](const Order& o) {
+                return o.request.customer_id == "c-1" && o.request.merchant_id == "m-0";
+              }));
+    q.customer_id.reset();
+    EXPECT_EQ(collect(q), expected([](const Order& o) { return o.request.merchant_id == "m-0"; }));
+    q.status = OrderStatus::pending;
+    EXPECT_EQ(collect(q), expected([](const Order& o) { return o.request.merchant_id == "m-0"; }));
+    q.status = OrderStatus::cancelled;
+    EXPECT_TRUE(collect(q).empty());
+  }
+  ListQuery other;
+  other.tenant = "other";
+  EXPECT_EQ(collect(other).size(), 1u);
+}
+
+TEST(RocksStore, StatusChangeMovesIndexEntries) {
+  testing::TempDir dir;
+  auto store = open_store(dir.sub("db"));
+  CommitBatch b = create_batch(0, 1000, "acme", "c-1", "m-1");
+  ASSERT_TRUE(store->commit(b).ok());
+  Order o = b.orders[0].order;
+  auto events = cancel_order(o, "test", 2000);
+  ASSERT_TRUE(events.ok());
+  CommitBatch c;
+  c.partition = PartitionId{0};
+  c.orders.push_back({o, OrderStatus::pending});
+  c.events = *events;
+  c.id_clock_ms = 1000;
+  ASSERT_TRUE(store->commit(c).ok());
+
+  for (auto [status, count] : {std::pair{OrderStatus::pending, 0u}, {OrderStatus::cancelled, 1u}}) {
+    for (int variant = 0; variant < 3; ++variant) {
+      ListQuery q;
+      q.tenant = "acme";
+      q.status = status;
+      if (variant == 1) q.customer_id = "c-1";
+      if (variant == 2) q.merchant_id = "m-1";
+      auto page = store->list_orders(q);
+      ASSERT_TRUE(page.ok());
+      EXPECT_EQ(page->orders.size(), count) << status_name(status) << " variant " << variant;
+    }
+  }
+  EXPECT_EQ(store->get_events(o.id)->size(), 3u);
+}
+
+// Recovery cases: a child process commits and dies without closing the database (as kill -9
+// would leave it), optionally the WAL's tail is torn, then the store is reopened.
+enum class Crash { clean_close, no_close, torn_wal_tail };
+
+class Recovery : public ::testing::TestWithParam<Crash> {};
+
+TEST_P(Recovery, AcknowledgedBatchesSurviveAndBatchesStayAtomic) {
+  // The writer runs in a re-executed child (gtest's threadsafe death-test style), so it starts
+  // with no RocksDB threads of this process; the parent hands it the directory through env.
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  constexpr char kEnv[] = "ORDERFLOW_RECOVERY_TEST_DIR";
+  const char* inherited = std::getenv(kEnv);
+  testing::TempDir dir;
+  const std::string path = inherited != nullptr ? inherited : dir.sub("db");
+  if (inherited == nullptr) setenv(kEnv, path.c_str(), 1);
+  const int kBatches = 50;
+  EXPECT_EXIT(
+      {
+        if (inherited != nullptr) std::filesystem::remove_all(dir.path());
+        auto store = open_store(path);
+        for (int i = 0; i < kBatches; ++i) {
+          auto b = create_batch(static_cast<uint16_t>(i % 4), 1000 + i, "acme", "c", "m");
+          if (!store || !store->commit(b).ok()) _exit(3);
+        }
+        if (GetParam() == Crash::clean_close) store.reset();
+        _exit(0);  // no destructors: as kill -9 leaves it, memtables never flushed
+      },
+      ::testing::ExitedWithCode(0), "");
+  unsetenv(kEnv);
+
+  if (GetParam() == Crash::torn_wal_tail) {
+    std::filesystem::path newest;
+    for (auto& f : std::filesystem::directory_iterator(path)) {
+      if (f.path().extension() == ".log" &&
+          (newest.empty() || f.path().filename() > newest.filename())) {
+        newest = f.path();
+      }
+    }
+    ASSERT_FALSE(newest.empty());
+    auto size = std::filesystem::file_size(newest);
+    ASSERT_GT(size, 7u);
+    std::filesystem::resize_file(newest, size - 7);  // the last record loses its tail
+  }
+
+  auto store = open_store(path);
+  ASSERT_NE(store, nullptr);
+  int present = 0;
+  for (int i = 0; i < kBatches; ++i) {
+    OrderId id = OrderId::make(1000 + i, PartitionId{static_cast<uint16_t>(i % 4)}, 0);
+    auto order = store->get_order(id);
+    ASSERT_TRUE(order.ok());
+    auto events = store->get_events(id);
+    ASSERT_TRUE(events.ok());
+    auto idem = store->find_idempotency("acme", "key-" + id.str());
+    ASSERT_TRUE(idem.ok());
+    // Atomic: the order, its event and its key are all there or all absent.
+    ASSERT_EQ(order->has_value(), events->size() == 1) << i;
+    ASSERT_EQ(order->has_value(), idem->has_value()) << i;
+    if (order->has_value()) {
+      ASSERT_EQ(present, i) << "a gap: batch " << i << " survived but an earlier one did not";
+      ++present;
+    }
+  }
+  if (GetParam() == Crash::torn_wal_tail) {
+    EXPECT_EQ(present, kBatches - 1);  // only the torn last batch is lost
+  } else {
+    EXPECT_EQ(present, kBatches);
+  }
+  ListQuery q;
+  q.tenant = "acme";
+  q.limit = 500;
+  EXPECT_EQ(store->list_orders(q)->orders.size(), static_cast<size_t>(present));
+}
+
+INSTANTIATE_TEST_SUITE_P(Cases, Recovery,
+                         ::testing::Values(Crash::clean_close, Crash::no_close,
+                                           Crash::torn_wal_tail));
+
+}  // namespace
+}  // namespace orderflow
