@@ -1,12 +1,14 @@
 // Identifiers: distinct types for distinct ids.
 //
-// An OrderId is 80 bits: 48 bits of milliseconds since the Unix epoch, 16 bits of the
-// partition that minted it, 16 bits of sequence within that millisecond. Its text form is
-// 16 characters of lowercase Crockford base32, URL-safe, and sorts like the id itself, so
-// ids order by creation time. Routing an order to its partition is a decode, not a lookup.
+// An OrderId is 80 bits: 48 bits of milliseconds since the Unix epoch, 16 bits of sequence
+// within that millisecond (together: a hybrid logical clock reading, unique per process), and
+// 16 bits of the partition that minted it. Its text form is 16 characters of lowercase
+// Crockford base32, URL-safe, and sorts like the id itself, so ids order by creation.
+// Routing an order to its partition is a decode, not a lookup.
 #pragma once
 
 #include <array>
+#include <atomic>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -30,9 +32,11 @@ class OrderId {
   static std::optional<OrderId> parse(std::string_view text);
   static std::optional<OrderId> from_bytes(std::string_view bytes);
 
-  uint64_t ms() const { return hi_ >> 16; }
-  PartitionId partition() const { return PartitionId{static_cast<uint16_t>(hi_ & 0xffff)}; }
-  uint16_t seq() const { return seq_; }
+  uint64_t ms() const { return time_ >> 16; }
+  uint16_t seq() const { return static_cast<uint16_t>(time_ & 0xffff); }
+  // The hybrid clock reading: ms << 16 | seq.
+  uint64_t clock() const { return time_; }
+  PartitionId partition() const { return PartitionId{partition_}; }
 
   std::string str() const;
   // Big-endian bytes: byte order equals id order.
@@ -42,29 +46,32 @@ class OrderId {
   friend auto operator<=>(const OrderId& a, const OrderId& b) = default;
 
  private:
-  uint64_t hi_ = 0;  // ms << 16 | partition
-  uint16_t seq_ = 0;
+  uint64_t time_ = 0;  // ms << 16 | seq
+  uint16_t partition_ = 0;
 };
 
-// Mints strictly increasing (ms, seq) pairs for one partition, even when the wall clock stalls
-// or steps back: a hybrid logical clock. Not thread-safe: owned by the partition's writer.
-class IdMinter {
+// A hybrid logical clock shared by the partitions of one process: readings are strictly
+// increasing even when the wall clock stalls or steps back, so ids minted one after another
+// sort one after another whatever partition minted them. Thread-safe (one atomic).
+class IdClock {
  public:
-  explicit IdMinter(PartitionId partition, uint64_t last_ms = 0)
-      : partition_(partition), last_ms_(last_ms), seq_(0xffff) {}
-  OrderId next(uint64_t now_ms);
-  uint64_t last_ms() const { return last_ms_; }
+  // Never mint at or below `reading` (the high-water mark persisted before a restart).
+  void observe(uint64_t reading);
+  // The next reading: (now_ms << 16) when the clock moved on, else the last reading + 1
+  // (borrowing the next millisecond after 65536 ids in one).
+  uint64_t next(uint64_t now_ms);
+  OrderId mint(uint64_t now_ms, PartitionId partition) {
+    uint64_t r = next(now_ms);
+    return OrderId::make(r >> 16, partition, static_cast<uint16_t>(r & 0xffff));
+  }
 
  private:
-  PartitionId partition_;
-  uint64_t last_ms_;
-  uint32_t seq_;
+  std::atomic<uint64_t> last_{0};
 };
 
 struct OrderIdHash {
   size_t operator()(const OrderId& id) const {
-    return std::hash<uint64_t>()(id.ms() * 0x9E3779B97F4A7C15ull ^
-                                 (uint64_t{id.partition().value} << 16 | id.seq()));
+    return std::hash<uint64_t>()(id.clock() * 0x9E3779B97F4A7C15ull ^ id.partition().value);
   }
 };
 

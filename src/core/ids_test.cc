@@ -2,7 +2,10 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <random>
+#include <set>
+#include <thread>
 
 namespace orderflow {
 namespace {
@@ -44,23 +47,41 @@ TEST(OrderId, ParseRejectsAnythingElse) {
   EXPECT_TRUE(OrderId::parse("06h2bq4684006000"));
 }
 
-TEST(IdMinter, StrictlyIncreasingWhenTheClockStallsOrStepsBack) {
-  IdMinter m(PartitionId{3}, 1000);
-  // Clock behind the persisted high-water mark: any seq of ms 1000 may have been used before
-  // the restart, so the first id takes the next millisecond.
-  OrderId prev = m.next(900);
-  EXPECT_EQ(prev.ms(), 1001u);
-  EXPECT_EQ(prev.seq(), 0);
+TEST(IdClock, StrictlyIncreasingWhenTheWallClockStallsOrStepsBack) {
+  IdClock clock;
+  clock.observe(uint64_t{1000} << 16 | 7);  // the high-water mark before a restart
+  OrderId prev = clock.mint(900, PartitionId{3});  // wall clock behind it
+  EXPECT_EQ(prev.ms(), 1000u);
+  EXPECT_EQ(prev.seq(), 8);
   for (int i = 0; i < 200000; ++i) {  // more than 65536 in one millisecond
-    OrderId id = m.next(1000);
-    ASSERT_LT(prev, id);
-    ASSERT_EQ(id.partition().value, 3);
+    OrderId id = clock.mint(1000, PartitionId{static_cast<uint16_t>(i % 5)});
+    ASSERT_LT(prev.clock(), id.clock());
     prev = id;
   }
-  EXPECT_GT(prev.ms(), 1003u);  // borrowed later milliseconds
-  OrderId later = m.next(prev.ms() + 5);
+  EXPECT_GT(prev.ms(), 1002u);  // borrowed later milliseconds
+  OrderId later = clock.mint(prev.ms() + 5, PartitionId{0});
   EXPECT_EQ(later.ms(), prev.ms() + 5);
   EXPECT_EQ(later.seq(), 0);
+  clock.observe(0);  // observing an older reading changes nothing
+  EXPECT_GT(clock.mint(0, PartitionId{0}).clock(), later.clock());
+}
+
+TEST(IdClock, UniqueAcrossThreads) {
+  IdClock clock;
+  std::vector<uint64_t> seen[4];
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 4; ++t) {
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < 50000; ++i) seen[t].push_back(clock.next(5));
+    });
+  }
+  for (auto& th : threads) th.join();
+  std::set<uint64_t> all;
+  for (auto& v : seen) {
+    EXPECT_TRUE(std::is_sorted(v.begin(), v.end()));
+    all.insert(v.begin(), v.end());
+  }
+  EXPECT_EQ(all.size(), 200000u);
 }
 
 }  // namespace

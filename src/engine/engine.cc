@@ -15,18 +15,22 @@ struct Command {
 // One partition: a bounded queue and the single thread that writes the partition.
 class Partition {
  public:
-  Partition(PartitionId id, OrderStore& store, const Clock& clock, const EngineOptions& options)
-      : id_(id), store_(store), clock_(clock), options_(options), minter_(id) {}
+  Partition(PartitionId id, OrderStore& store, const Clock& clock, IdClock& ids,
+            const EngineOptions& options)
+      : id_(id), store_(store), clock_(clock), ids_(ids), options_(options) {}
 
   ~Partition() { stop(); }
 
-  Status start() {
+  // Recovers the partition's state; every partition loads before any starts minting ids.
+  Status load() {
     auto state = store_.load_partition(id_);
     if (!state) return state.take_error();
-    minter_ = IdMinter(id_, state->id_clock_ms);
-    thread_ = std::thread([this] { run(); });
+    last_id_clock_ = state->id_clock;
+    ids_.observe(last_id_clock_);
     return Status::ok_status();
   }
+
+  void start() { thread_ = std::thread([this] { run(); }); }
 
   void stop() {
     {
@@ -101,7 +105,7 @@ class Partition {
 
     Status committed = Status::ok_status();
     if (!cb.orders.empty()) {
-      cb.id_clock_ms = minter_.last_ms();
+      cb.id_clock = last_id_clock_;
       committed = store_.commit(cb);
     }
     for (size_t i = 0; i < batch.size(); ++i) {
@@ -157,7 +161,8 @@ class Partition {
     }
 
     uint64_t now = clock_.now_ms();
-    OrderId id = minter_.next(now);
+    OrderId id = ids_.mint(now, id_);
+    last_id_clock_ = id.clock();
     Placed placed = place_order(id, cmd.tenant, cmd.idempotency_key, std::move(cmd.request),
                                 std::max(now, id.ms()));
     for (Event& e : placed.events) cb.events.push_back(std::move(e));
@@ -188,7 +193,8 @@ class Partition {
   OrderStore& store_;
   const Clock& clock_;
   const EngineOptions& options_;
-  IdMinter minter_;  // writer thread only
+  IdClock& ids_;
+  uint64_t last_id_clock_ = 0;  // the highest id clock this partition minted; writer thread
 
   mutable std::mutex mu_;
   std::condition_variable cv_;
@@ -202,7 +208,7 @@ Engine::Engine(OrderStore& store, const Clock& clock, EngineOptions options)
   OF_ASSERT(options_.partitions >= 1);
   for (uint32_t p = 0; p < options_.partitions; ++p) {
     partitions_.push_back(std::make_unique<Partition>(PartitionId{static_cast<uint16_t>(p)},
-                                                      store_, clock_, options_));
+                                                      store_, clock_, ids_, options_));
   }
 }
 
@@ -210,9 +216,10 @@ Engine::~Engine() { stop(); }
 
 Status Engine::start() {
   for (auto& p : partitions_) {
-    Status s = p->start();
+    Status s = p->load();
     if (!s.ok()) return s;
   }
+  for (auto& p : partitions_) p->start();
   return Status::ok_status();
 }
 

@@ -76,6 +76,7 @@ class Engine {
   OrderStore& store_;
   const Clock& clock_;
   EngineOptions options_;
+  IdClock ids_;  // shared by the partitions: ids sort by creation across partitions
   std::vector<std::unique_ptr<Partition>> partitions_;
 };
 

@@ -262,7 +262,7 @@ TEST_F(EngineTest, IdsStayUniqueAcrossRestartWithAClockThatStepsBack) {
   for (int i = 0; i < 20; ++i) {
     auto b = place("acme", "r" + std::to_string(i));
     ASSERT_TRUE(b.ok());
-    if (b->order.id.partition() == a->order.id.partition()) EXPECT_GT(b->order.id, a->order.id);
+    EXPECT_GT(b->order.id, a->order.id);  // whatever partition minted it
   }
 }
 

@@ -41,11 +41,11 @@ struct CommitBatch {
   std::vector<OrderWrite> orders;
   std::vector<Event> events;
   std::vector<IdempotencyEntry> idempotency;
-  uint64_t id_clock_ms = 0;  // the partition's id clock high-water mark
+  uint64_t id_clock = 0;  // the highest id clock reading (OrderId::clock) the partition minted
 };
 
 struct PartitionState {
-  uint64_t id_clock_ms = 0;
+  uint64_t id_clock = 0;
 };
 
 struct ListQuery {

@@ -229,7 +229,7 @@ Status RocksStore::commit(const CommitBatch& batch) {
     wb.Put(cfs_[kCfIdempotency], idempotency_key(ie.tenant, ie.key), buf);
   }
   buf.clear();
-  put_u64_be(buf, batch.id_clock_ms);
+  put_u64_be(buf, batch.id_clock);
   wb.Put(cfs_[kCfMeta], clock_key(batch.partition), buf);
 
   rocksdb::WriteOptions wo;
@@ -370,7 +370,7 @@ Result<PartitionState> RocksStore::load_partition(PartitionId partition) {
   if (s.IsNotFound()) return state;
   if (!s.ok()) return io_error("read failed", s);
   if (value.size() != 8) return make_error(Errc::internal, "corrupt partition clock");
-  state.id_clock_ms = get_u64_be(value);
+  state.id_clock = get_u64_be(value);
   return state;
 }
 

@@ -31,7 +31,7 @@ CommitBatch create_batch(uint16_t partition, uint64_t ms, const std::string& ten
   b.events = p.events;
   b.idempotency.push_back({tenant, p.order.idempotency_key, id, ms});
   b.orders.push_back({std::move(p.order), std::nullopt});
-  b.id_clock_ms = ms;
+  b.id_clock = id.clock();
   return b;
 }
 
@@ -64,8 +64,8 @@ TEST(RocksStore, CommitThenReadEverything) {
   EXPECT_EQ((*idem)->order_id, id);
   EXPECT_FALSE(store->find_idempotency("other", b.orders[0].order.idempotency_key)->has_value());
   EXPECT_FALSE(store->get_order(OrderId::make(1, PartitionId{1}, 0))->has_value());
-  EXPECT_EQ(store->load_partition(PartitionId{1})->id_clock_ms, 1000u);
-  EXPECT_EQ(store->load_partition(PartitionId{2})->id_clock_ms, 0u);
+  EXPECT_EQ(store->load_partition(PartitionId{1})->id_clock, id.clock());
+  EXPECT_EQ(store->load_partition(PartitionId{2})->id_clock, 0u);
 }
 
 TEST(RocksStore, PartitionCountIsFixedAtCreation) {
@@ -148,7 +148,7 @@ TEST(RocksStore, StatusChangeMovesIndexEntries) {
   c.partition = PartitionId{0};
   c.orders.push_back({o, OrderStatus::pending});
   c.events = *events;
-  c.id_clock_ms = 1000;
+  c.id_clock = o.id.clock();
   ASSERT_TRUE(store->commit(c).ok());
 
   for (auto [status, count] : {std::pair{OrderStatus::pending, 0u}, {OrderStatus::cancelled, 1u}}) {
