@@ -15,7 +15,9 @@ build: setup
 run: build
 	./build/orderflow serve --listen $(LISTEN) --data-dir $(DATA_DIR)
 
-test: build
+# The suite runs twice: against the release build, then against the ASan+UBSan build.
+test: build build-asan
+	@cd build-asan && ASAN_OPTIONS=detect_leaks=1 ctest --output-on-failure -j$(JOBS)
 	@cd build && ctest --output-on-failure -j$(JOBS)
 
 build-asan: setup

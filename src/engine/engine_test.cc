@@ -146,7 +146,9 @@ TEST_F(EngineTest, ConcurrentRequestsWithOneKeyCreateOneOrder) {
     auto r = f.get();
     ASSERT_TRUE(r.ok()) << r.error().message;
     created += r->outcome == Outcome::created;
-    if (id) EXPECT_EQ(*id, r->order.id);
+    if (id) {
+      EXPECT_EQ(*id, r->order.id);
+    }
     id = r->order.id;
   }
   EXPECT_EQ(created, 1);

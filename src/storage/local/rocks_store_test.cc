@@ -242,7 +242,15 @@ TEST_P(Recovery, AcknowledgedBatchesSurviveAndBatchesStayAtomic) {
 
 INSTANTIATE_TEST_SUITE_P(Cases, Recovery,
                          ::testing::Values(Crash::clean_close, Crash::no_close,
-                                           Crash::torn_wal_tail));
+                                           Crash::torn_wal_tail),
+                         [](const ::testing::TestParamInfo<Crash>& info) {
+                           switch (info.param) {
+                             case Crash::clean_close: return "clean_close";
+                             case Crash::no_close: return "no_close";
+                             case Crash::torn_wal_tail: return "torn_wal_tail";
+                           }
+                           return "unknown";
+                         });
 
 }  // namespace
 }  // namespace orderflow
