@@ -53,6 +53,31 @@ int run_cli(int argc, char** argv) {
       ->check(CLI::Range(1, 1000000))
       ->capture_default_str();
 
+  serve_cmd
+      ->add_option("--active-orders-max", serve_opts.active_orders_max,
+                   "Orders in progress per partition before new ones get 503 overloaded")
+      ->check(CLI::Range(1, 10000000))
+      ->capture_default_str();
+  serve_cmd->add_option("--stage-mode", serve_opts.stage_modes,
+                        "STAGE=simulator|external (repeatable): external hands the stage's "
+                        "actions to workers through the task API");
+  serve_cmd->add_option("--stage-deadline-ms", serve_opts.stage_deadlines,
+                        "STAGE=MS (repeatable): no new attempt of an action after this long "
+                        "(default 60000)");
+  serve_cmd->add_option("--stage-attempts-max", serve_opts.stage_attempts,
+                        "STAGE=N (repeatable): attempts per action before it fails (default 5)");
+  serve_cmd
+      ->add_option("--task-lease-ms", serve_opts.task_lease_ms,
+                   "How long a polled task is leased to its worker")
+      ->check(CLI::Range(100, 3600000))
+      ->capture_default_str();
+  serve_cmd->add_option("--sim-latency-ms", serve_opts.sim_latencies,
+                        "STAGE=MS (repeatable): the built-in simulator answers after MS");
+  serve_cmd->add_option("--sim-stock", serve_opts.sim_stock,
+                        "SKU=N (repeatable): limited stock for SKU (others are unlimited)");
+  serve_cmd->add_option("--sim-closed-merchant", serve_opts.sim_closed_merchants,
+                        "ID (repeatable): the merchant simulator rejects this merchant's orders");
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

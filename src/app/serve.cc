@@ -10,13 +10,17 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <sstream>
 
 #include "core/clock.h"
+#include "core/order_json.h"
 #include "engine/engine.h"
 #include "http/api.h"
 #include "http/auth.h"
 #include "http/server.h"
+#include "engine/task_queue.h"
+#include "sim/simulators.h"
 #include "storage/local/rocks_store.h"
 
 namespace orderflow::app {
@@ -135,6 +139,38 @@ void print_banner(const ServeOptions& o, const std::string& host, uint16_t port,
   std::fflush(stdout);
 }
 
+// Parses NAME=VALUE; VALUE an integer in [lo, hi].
+bool parse_assignment(const std::string& spec, std::string& name, int64_t lo, int64_t hi,
+                      int64_t& value) {
+  size_t eq = spec.find('=');
+  if (eq == std::string::npos || eq == 0) return false;
+  name = spec.substr(0, eq);
+  const std::string v = spec.substr(eq + 1);
+  if (v.empty() || v.find_first_not_of("0123456789") != std::string::npos || v.size() > 12) {
+    return false;
+  }
+  value = std::stoll(v);
+  return value >= lo && value <= hi;
+}
+
+// Applies STAGE=N flags through `set`; an error message names the flag.
+std::string per_stage(const std::vector<std::string>& specs, const char* flag, int64_t lo,
+                      int64_t hi, const std::function<void(Stage, int64_t)>& set) {
+  for (const auto& spec : specs) {
+    std::string name;
+    int64_t v = 0;
+    bool ok = parse_assignment(spec, name, lo, hi, v);
+    auto stage = parse_stage(name);
+    if (!ok || !stage) {
+      return std::string(flag) + " must be STAGE=N with STAGE one of inventory, payment, "
+             "merchant, dispatch, delivery and N from " + std::to_string(lo) + " to " +
+             std::to_string(hi) + ": got '" + spec + "'";
+    }
+    set(*stage, v);
+  }
+  return {};
+}
+
 }  // namespace
 
 int serve(const ServeOptions& o) {
@@ -146,6 +182,49 @@ int serve(const ServeOptions& o) {
   std::error_code ec;
   std::filesystem::create_directories(o.data_dir, ec);
   if (ec) return fail("cannot create data directory " + o.data_dir + ": " + ec.message());
+
+  // Pipeline policy and stage services, all validated before anything starts.
+  PipelinePolicy policy;
+  std::array<bool, kStageCount> external{};
+  SimOptions sim_opts;
+  sim_opts.path = (std::filesystem::path(o.data_dir) / "sim").string();
+  sim_opts.durability = o.durability == "none" ? Durability::none : Durability::fsync;
+  sim_opts.closed_merchants = o.sim_closed_merchants;
+  std::string err = per_stage(o.stage_deadlines, "--stage-deadline-ms", 1, 86400000,
+                              [&](Stage s, int64_t v) {
+                                policy.stages[static_cast<int>(s)].deadline_ms = v;
+                              });
+  if (err.empty()) {
+    err = per_stage(o.stage_attempts, "--stage-attempts-max", 1, 100, [&](Stage s, int64_t v) {
+      policy.stages[static_cast<int>(s)].attempts_max = static_cast<uint32_t>(v);
+    });
+  }
+  if (err.empty()) {
+    err = per_stage(o.sim_latencies, "--sim-latency-ms", 0, 3600000, [&](Stage s, int64_t v) {
+      sim_opts.latency_ms[static_cast<int>(s)] = static_cast<uint32_t>(v);
+    });
+  }
+  if (!err.empty()) return fail(err);
+  for (const auto& spec : o.stage_modes) {
+    size_t eq = spec.find('=');
+    auto stage = parse_stage(spec.substr(0, eq));
+    std::string mode = eq == std::string::npos ? "" : spec.substr(eq + 1);
+    if (!stage || (mode != "external" && mode != "simulator")) {
+      return fail("--stage-mode must be STAGE=simulator|external: got '" + spec + "'");
+    }
+    external[static_cast<int>(*stage)] = mode == "external";
+  }
+  for (const auto& spec : o.sim_stock) {
+    std::string sku;
+    int64_t units = 0;
+    if (!parse_assignment(spec, sku, 0, 1000000000, units) || !is_valid_token(sku, 64)) {
+      return fail("--sim-stock must be SKU=N (N from 0 to 1000000000): got '" + spec + "'");
+    }
+    sim_opts.stock.emplace_back(sku, units);
+  }
+  for (const auto& m : o.sim_closed_merchants) {
+    if (!is_valid_token(m, 64)) return fail("--sim-closed-merchant: invalid merchant id '" + m + "'");
+  }
 
   std::string printable_key;
   auto keys = resolve_keys(o, printable_key);
@@ -183,17 +262,31 @@ int serve(const ServeOptions& o) {
     server.stop();
     return fail(store.error().message);
   }
+  auto sims = Simulators::open(sim_opts);
+  if (!sims) {
+    server.stop();
+    return fail(sims.error().message);
+  }
   SystemClock clock;
+  TaskOptions task_opts;
+  task_opts.lease_ms = o.task_lease_ms;
+  TaskQueue tasks(clock, task_opts);
+  std::array<StageService*, kStageCount> services{};
+  for (int i = 0; i < kStageCount; ++i) {
+    services[i] = external[i] ? static_cast<StageService*>(&tasks) : sims->get();
+  }
   EngineOptions engine_opts;
   engine_opts.partitions = o.partitions;
   engine_opts.queue_depth_max = o.queue_depth_max;
   engine_opts.batch_max = o.batch_max;
-  Engine engine(**store, clock, engine_opts);
+  engine_opts.active_orders_max = o.active_orders_max;
+  Engine engine(**store, clock, engine_opts, policy, services);
   if (Status s = engine.start(); !s.ok()) {
     server.stop();
     return fail(s.error().message);
   }
-  api.set_ready(&engine);
+  http::Backend backend{&engine, sims->get(), &tasks, external};
+  api.set_ready(&backend);
   print_banner(o, host, server.port(), printable_key);
   std::fprintf(stderr, "orderflow: ready on %s:%u\n", host.c_str(), server.port());
 
@@ -202,7 +295,9 @@ int serve(const ServeOptions& o) {
   std::fprintf(stderr, "orderflow: %s received, draining\n", sig == SIGTERM ? "SIGTERM" : "SIGINT");
   // Drain: no new connections; every enqueued command is applied, committed and answered.
   server.stop_accepting();
-  engine.stop();
+  tasks.stop();   // answers waiting polls; unanswered leases are re-offered after a restart
+  engine.stop();  // applies and commits what is queued; answers every accepted request
+  (*sims)->stop();
   if (!server.wait_idle(5000)) std::fprintf(stderr, "orderflow: some requests did not finish\n");
   server.stop();
   std::fprintf(stderr, "orderflow: stopped\n");

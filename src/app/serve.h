@@ -17,6 +17,15 @@ struct ServeOptions {
   size_t queue_depth_max = 4096;
   size_t batch_max = 1024;
   size_t connections_max = 10000;
+  size_t active_orders_max = 25000;
+  // Pipeline and stage services.
+  std::vector<std::string> stage_modes;        // STAGE=simulator|external
+  std::vector<std::string> stage_deadlines;    // STAGE=MS
+  std::vector<std::string> stage_attempts;     // STAGE=N
+  uint64_t task_lease_ms = 30000;
+  std::vector<std::string> sim_latencies;      // STAGE=MS
+  std::vector<std::string> sim_stock;          // SKU=N
+  std::vector<std::string> sim_closed_merchants;
 };
 
 // Runs until SIGTERM or SIGINT, then drains and returns 0; non-zero on a start-up error.

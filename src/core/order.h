@@ -69,6 +69,56 @@ const char* status_name(OrderStatus s);
 std::optional<OrderStatus> parse_status(std::string_view name);
 bool is_terminal(OrderStatus s);
 
+// The five stages and the actions that run in them (compensations included).
+enum class Stage : uint8_t { inventory = 0, payment, merchant, dispatch, delivery };
+inline constexpr int kStageCount = 5;
+enum class Action : uint8_t {
+  reserve = 0, release, authorize, void_, capture, confirm, notify_cancel, assign, unassign, deliver
+};
+inline constexpr int kActionCount = 10;
+const char* stage_name(Stage s);
+std::optional<Stage> parse_stage(std::string_view name);
+const char* action_name(Action a);
+std::optional<Action> parse_action(std::string_view name);
+
+enum class PaymentStatus : uint8_t { none = 0, authorized, captured, voided, declined };
+inline constexpr int kPaymentStatusCount = 5;
+const char* payment_status_name(PaymentStatus s);
+
+struct Payment {
+  PaymentStatus status = PaymentStatus::none;
+  int64_t authorized_cents = 0;
+  int64_t captured_cents = 0;
+  friend bool operator==(const Payment&, const Payment&) = default;
+};
+
+// Where an effect stands. Exactly one effect per order is outstanding at a time.
+enum class EffectPhase : uint8_t {
+  waiting = 0,   // backing off after a transient failure until not_before_ms
+  in_flight = 1, // requested (durably) and issued; awaiting its result
+};
+
+struct EffectState {
+  Stage stage = Stage::inventory;
+  Action action = Action::reserve;
+  uint32_t attempt = 1;          // 1-based; attempt N has effect_requested with attempt N
+  EffectPhase phase = EffectPhase::in_flight;
+  uint64_t not_before_ms = 0;    // waiting: when the next attempt may be requested
+  uint64_t deadline_ms = 0;      // no new attempt is requested after this
+  friend bool operator==(const EffectState&, const EffectState&) = default;
+};
+
+// The saga's position. Forward steps are numbered 0..5 (see pipeline.h).
+struct PipelineState {
+  uint8_t progress = 0;          // forward steps completed
+  bool cancel_requested = false;
+  bool maybe_done = false;       // step `progress` may have taken effect (outcome unknown)
+  uint8_t compensate_below = 0;  // compensating: steps [0, compensate_below) still to undo
+  OrderStatus parked_from = OrderStatus::pending;  // needs_attention: the status to resume
+  std::optional<EffectState> effect;
+  friend bool operator==(const PipelineState&, const PipelineState&) = default;
+};
+
 struct Failure {
   std::string stage;
   std::string code;
@@ -88,6 +138,11 @@ struct Order {
   uint64_t created_at_ms = 0;
   uint64_t updated_at_ms = 0;
   std::optional<Failure> failure;
+  Payment payment;
+  std::string courier_id;  // empty until assigned (and again after unassign)
+  PipelineState pipeline;
+  // Set while the order is parked in needs_attention: why (stage, action's code, message).
+  std::optional<Failure> attention;
   friend bool operator==(const Order&, const Order&) = default;
 };
 
@@ -95,8 +150,12 @@ enum class EventType : uint8_t {
   order_placed = 0,
   status_changed = 1,
   cancel_requested = 2,
+  effect_requested = 3,
+  effect_succeeded = 4,
+  effect_failed = 5,
+  redriven = 6,
 };
-inline constexpr int kEventTypeCount = 3;
+inline constexpr int kEventTypeCount = 7;
 const char* event_type_name(EventType t);
 
 // One entry of an order's history. `data_json` is the event's data object, serialized.

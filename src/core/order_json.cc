@@ -324,16 +324,30 @@ void render_order(const Order& o, std::string& out) {
       .field("version", o.version)
       .field("created_at", format_rfc3339_ms(o.created_at_ms))
       .field("updated_at", format_rfc3339_ms(o.updated_at_ms));
-  w.key("failure");
-  if (o.failure) {
-    w.begin_object()
-        .field("stage", o.failure->stage)
-        .field("code", o.failure->code)
-        .field("message", o.failure->message)
+  auto write_failure = [&w](const std::optional<Failure>& f) {
+    if (!f) {
+      w.null();
+      return;
+    }
+    w.begin_object().field("stage", f->stage).field("code", f->code).field("message", f->message)
         .end_object();
-  } else {
+  };
+  w.key("failure");
+  write_failure(o.failure);
+  w.key("payment")
+      .begin_object()
+      .field("status", payment_status_name(o.payment.status))
+      .field("authorized_cents", o.payment.authorized_cents)
+      .field("captured_cents", o.payment.captured_cents)
+      .end_object();
+  w.key("courier_id");
+  if (o.courier_id.empty()) {
     w.null();
+  } else {
+    w.value(o.courier_id);
   }
+  w.key("attention");
+  write_failure(o.attention);
   w.end_object();
 }
 

@@ -1,32 +1,42 @@
 #include "engine/engine.h"
 
+#include <condition_variable>
+#include <mutex>
+#include <queue>
+#include <thread>
 #include <unordered_map>
 
-#include "core/order_machine.h"
 #include "core/routing.h"
 
 namespace orderflow {
 
 struct Command {
-  std::variant<PlaceCommand, CancelCommand> body;
-  Completion done;
+  std::variant<PlaceCommand, CancelCommand, RedriveCommand, ResultCommand> body;
+  Completion done;  // null for results nobody waits on
 };
 
-// One partition: a bounded queue and the single thread that writes the partition.
+// One partition: a bounded queue, its active orders, its timers, and the single thread that
+// writes them.
 class Partition {
  public:
-  Partition(PartitionId id, OrderStore& store, const Clock& clock, IdClock& ids,
-            const EngineOptions& options)
-      : id_(id), store_(store), clock_(clock), ids_(ids), options_(options) {}
+  Partition(PartitionId id, Engine& engine, OrderStore& store, const Clock& clock, IdClock& ids,
+            const EngineOptions& options, const PipelinePolicy& policy,
+            const std::array<StageService*, kStageCount>& services, ChangeFeed& changes)
+      : id_(id), engine_(engine), store_(store), clock_(clock), ids_(ids), options_(options),
+        policy_(policy), services_(services), changes_(changes) {}
 
   ~Partition() { stop(); }
 
-  // Recovers the partition's state; every partition loads before any starts minting ids.
+  // Recovers the partition's clock and active orders; all partitions load before any starts.
   Status load() {
     auto state = store_.load_partition(id_);
     if (!state) return state.take_error();
     last_id_clock_ = state->id_clock;
     ids_.observe(last_id_clock_);
+    auto active = store_.list_active(id_);
+    if (!active) return active.take_error();
+    for (Order& o : *active) active_.emplace(o.id, std::move(o));
+    active_count_.store(active_.size(), std::memory_order_relaxed);
     return Status::ok_status();
   }
 
@@ -42,18 +52,20 @@ class Partition {
   }
 
   // Enqueues, or answers at once: `overloaded` when the queue is full, `unavailable` when
-  // stopping. Never blocks on the writer.
-  void submit(Command&& cmd) {
+  // stopping. Never blocks on the writer. Results bypass the bound (see Engine::submit_result).
+  void submit(Command&& cmd, bool bounded) {
     Errc rejected;
     {
       std::lock_guard lock(mu_);
-      if (!stopping_ && queue_.size() < options_.queue_depth_max) {
+      if (!stopping_ && (!bounded || client_queued_ < options_.queue_depth_max)) {
+        client_queued_ += bounded;
         queue_.push_back(std::move(cmd));
         if (queue_.size() == 1) cv_.notify_one();
         return;
       }
       rejected = stopping_ ? Errc::unavailable : Errc::overloaded;
     }
+    if (!cmd.done) return;  // a result while stopping: re-issued after the restart
     cmd.done(rejected == Errc::unavailable
                  ? make_error(Errc::unavailable, "the server is shutting down")
                  : make_error(Errc::overloaded, "partition queue is full; retry later"));
@@ -63,23 +75,57 @@ class Partition {
     std::lock_guard lock(mu_);
     return queue_.size();
   }
+  size_t active() const { return active_count_.load(std::memory_order_relaxed); }
 
  private:
+  struct Batch {
+    CommitBatch commit;
+    // Every order changed in this batch → its status before the batch (nullopt: created).
+    std::unordered_map<OrderId, std::optional<OrderStatus>, OrderIdHash> touched;
+    std::unordered_map<std::string, OrderId> created_keys;  // tenant\0key → id
+    std::vector<EffectCall> issues;
+    std::vector<std::pair<uint64_t, OrderId>> wakes;
+  };
+
+  using Timer = std::pair<uint64_t, OrderId>;
+
   void run() {
+    // Effects that were in flight when the process stopped go out again (same keys), and
+    // backoff timers are re-armed from the persisted state.
+    for (auto& [id, o] : active_) {
+      if (!o.pipeline.effect) continue;
+      const EffectState& e = *o.pipeline.effect;
+      if (e.phase == EffectPhase::in_flight) {
+        issue(o, EffectCall{o.id, e.stage, e.action, e.attempt});
+      } else if (o.status != OrderStatus::needs_attention) {
+        timers_.push({e.not_before_ms, id});
+      }
+    }
     std::vector<Command> batch;
     batch.reserve(options_.batch_max);
     for (;;) {
       {
         std::unique_lock lock(mu_);
-        cv_.wait(lock, [&] { return stopping_ || !queue_.empty(); });
-        if (queue_.empty()) return;  // stopping and drained
+        for (;;) {
+          if (!queue_.empty() || stopping_) break;
+          if (timers_.empty()) {
+            cv_.wait(lock);
+            continue;
+          }
+          uint64_t now = clock_.now_ms();
+          if (timers_.top().first <= now) break;
+          uint64_t wait_ms = std::min<uint64_t>(timers_.top().first - now, 50);
+          cv_.wait_for(lock, std::chrono::milliseconds(wait_ms));
+        }
+        if (stopping_ && queue_.empty()) return;  // drained; timers are persisted state
         if (queue_.size() <= options_.batch_max) {
-          batch.swap(queue_);  // the common case: take everything, no element moves
+          batch.swap(queue_);
         } else {
           auto end = queue_.begin() + static_cast<std::ptrdiff_t>(options_.batch_max);
           std::move(queue_.begin(), end, std::back_inserter(batch));
           queue_.erase(queue_.begin(), end);
         }
+        for (const Command& c : batch) client_queued_ -= !std::holds_alternative<ResultCommand>(c.body);
       }
       apply(batch);
       batch.clear();
@@ -87,128 +133,252 @@ class Partition {
     }
   }
 
-  // Applies a batch through the state machine, commits it once, then completes every command.
+  void take(Batch& b, Order& o, Transition&& t) {
+    for (Event& e : t.events) b.commit.events.push_back(std::move(e));
+    if (t.issue) b.issues.push_back(*t.issue);
+    if (t.wake_at_ms) b.wakes.emplace_back(*t.wake_at_ms, o.id);
+  }
+
+  void touch(Batch& b, const Order& o) { b.touched.try_emplace(o.id, o.status); }
+
+  // Applies a batch (and due timers) through the state machine, commits it once, then
+  // completes commands, issues effects and arms timers.
   void apply(std::vector<Command>& batch) {
-    CommitBatch cb;
-    cb.partition = id_;
-    std::unordered_map<OrderId, size_t, OrderIdHash> touched;  // → index in cb.orders
-    std::unordered_map<std::string, size_t> created_keys;      // tenant\0key → index
+    Batch b;
+    b.commit.partition = id_;
     std::vector<std::optional<Result<CommandResult>>> results(batch.size());
 
-    for (size_t i = 0; i < batch.size(); ++i) {
-      if (auto* place = std::get_if<PlaceCommand>(&batch[i].body)) {
-        results[i] = apply_place(*place, cb, touched, created_keys);
-      } else {
-        results[i] = apply_cancel(std::get<CancelCommand>(batch[i].body), cb, touched);
+    uint64_t now = clock_.now_ms();
+    while (!timers_.empty() && timers_.top().first <= now) {
+      OrderId id = timers_.top().second;
+      timers_.pop();
+      auto it = active_.find(id);
+      if (it == active_.end()) continue;
+      Transition t = on_timer(it->second, now, policy_);
+      if (t.events.empty()) {
+        if (t.wake_at_ms) timers_.push({*t.wake_at_ms, id});  // not due yet: re-arm
+        continue;
       }
+      touch(b, it->second);
+      take(b, it->second, std::move(t));
+    }
+
+    for (size_t i = 0; i < batch.size(); ++i) {
+      if (failed_) {
+        results[i] = make_error(Errc::unavailable, "a durable write failed; restart the server");
+        continue;
+      }
+      std::visit([&](auto& cmd) { results[i] = apply_one(cmd, b); }, batch[i].body);
     }
 
     Status committed = Status::ok_status();
-    if (!cb.orders.empty()) {
-      cb.id_clock = last_id_clock_;
-      committed = store_.commit(cb);
+    if (!b.touched.empty()) {
+      for (auto& [id, before] : b.touched) {
+        b.commit.orders.push_back(OrderWrite{active_.at(id), before});
+      }
+      b.commit.id_clock = last_id_clock_;
+      committed = store_.commit(b.commit);
+      if (!committed.ok()) failed_ = true;  // memory is now ahead of disk: accept nothing more
     }
     for (size_t i = 0; i < batch.size(); ++i) {
+      if (!batch[i].done) continue;
       if (!committed.ok() && results[i]->ok()) {
         batch[i].done(make_error(Errc::unavailable, committed.error().message));
       } else {
         batch[i].done(std::move(*results[i]));
       }
     }
+    if (!committed.ok()) return;
+
+    for (const EffectCall& call : b.issues) {
+      auto it = active_.find(call.order_id);
+      if (it == active_.end()) continue;
+      const auto& e = it->second.pipeline.effect;
+      // Only the latest request of an order is live.
+      if (e && e->phase == EffectPhase::in_flight && e->attempt == call.attempt &&
+          e->action == call.action) {
+        issue(it->second, call);
+      }
+    }
+    for (auto& w : b.wakes) timers_.push(w);
+    const bool publish = changes_.active();
+    for (auto& [id, before] : b.touched) {
+      auto it = active_.find(id);
+      if (publish) changes_.publish(it->second);
+      if (is_terminal(it->second.status)) active_.erase(it);
+    }
+    active_count_.store(active_.size(), std::memory_order_relaxed);
   }
 
-  // The current state of an order, from this batch or from the store.
-  Result<Order*> load(OrderId id, CommitBatch& cb,
-                      std::unordered_map<OrderId, size_t, OrderIdHash>& touched) {
-    if (auto it = touched.find(id); it != touched.end()) return &cb.orders[it->second].order;
+  void issue(const Order& o, const EffectCall& call) {
+    EffectRequest req{call, effect_idempotency_key(o.id, call.stage, call.action),
+                      std::make_shared<const Order>(o)};
+    Engine* engine = &engine_;
+    services_[static_cast<int>(call.stage)]->execute(
+        std::move(req), [engine](EffectResult r) { engine->submit_result(std::move(r)); });
+  }
+
+  // An order for reading in this batch: active (authoritative) or, if terminal, from the store.
+  Result<const Order*> find(OrderId id, std::optional<Order>& holder) {
+    if (auto it = active_.find(id); it != active_.end()) return &it->second;
     auto stored = store_.get_order(id);
     if (!stored) return stored.take_error();
-    if (!stored->has_value()) return static_cast<Order*>(nullptr);
-    OrderStatus before = (*stored)->status;
-    cb.orders.push_back(OrderWrite{std::move(**stored), before});
-    touched[id] = cb.orders.size() - 1;
-    return &cb.orders.back().order;
+    if (!stored->has_value()) return static_cast<const Order*>(nullptr);
+    holder = std::move(**stored);
+    return &*holder;
   }
 
-  Result<CommandResult> apply_place(PlaceCommand& cmd, CommitBatch& cb,
-                                    std::unordered_map<OrderId, size_t, OrderIdHash>& touched,
-                                    std::unordered_map<std::string, size_t>& created_keys) {
+  Result<CommandResult> apply_one(PlaceCommand& cmd, Batch& b) {
     std::string scoped = cmd.tenant;
     scoped.push_back('\0');
     scoped.append(cmd.idempotency_key);
 
-    const Order* existing = nullptr;
-    if (auto it = created_keys.find(scoped); it != created_keys.end()) {
-      existing = &cb.orders[it->second].order;
+    std::optional<OrderId> existing_id;
+    if (auto it = b.created_keys.find(scoped); it != b.created_keys.end()) {
+      existing_id = it->second;
     } else {
       auto entry = store_.find_idempotency(cmd.tenant, cmd.idempotency_key);
       if (!entry) return entry.take_error();
-      if (entry->has_value()) {
-        auto order = load((*entry)->order_id, cb, touched);
-        if (!order) return order.take_error();
-        if (*order == nullptr) {
-          return make_error(Errc::internal, "idempotency key points at a missing order");
-        }
-        existing = *order;
-      }
+      if (entry->has_value()) existing_id = (*entry)->order_id;
     }
-    if (existing != nullptr) {
-      if (!(existing->request == cmd.request)) {
+    if (existing_id) {
+      std::optional<Order> holder;
+      auto existing = find(*existing_id, holder);
+      if (!existing) return existing.take_error();
+      if (*existing == nullptr) {
+        return make_error(Errc::internal, "idempotency key points at a missing order");
+      }
+      if (!((*existing)->request == cmd.request)) {
         return make_error(Errc::idempotency_key_reuse,
                           "Idempotency-Key was already used with a different request");
       }
-      return CommandResult{Outcome::replayed, *existing};
+      return CommandResult{Outcome::replayed, **existing};
     }
 
+    if (active_.size() >= options_.active_orders_max) {
+      return make_error(Errc::overloaded, "too many orders in progress; retry later");
+    }
     uint64_t now = clock_.now_ms();
     OrderId id = ids_.mint(now, id_);
     last_id_clock_ = id.clock();
     Placed placed = place_order(id, cmd.tenant, cmd.idempotency_key, std::move(cmd.request),
                                 std::max(now, id.ms()));
-    for (Event& e : placed.events) cb.events.push_back(std::move(e));
-    cb.idempotency.push_back(
+    CommandResult created{Outcome::created, placed.order};  // as placed: version 1, pending
+    for (Event& e : placed.events) b.commit.events.push_back(std::move(e));
+    b.commit.idempotency.push_back(
         IdempotencyEntry{cmd.tenant, cmd.idempotency_key, id, placed.order.created_at_ms});
-    cb.orders.push_back(OrderWrite{placed.order, std::nullopt});
-    touched[id] = cb.orders.size() - 1;
-    created_keys.emplace(std::move(scoped), cb.orders.size() - 1);
-    return CommandResult{Outcome::created, std::move(placed.order)};
+    Order& o = active_.emplace(id, std::move(placed.order)).first->second;
+    b.touched.emplace(id, std::nullopt);
+    b.created_keys.emplace(std::move(scoped), id);
+    take(b, o, start_pipeline(o, now, policy_));
+    return created;
   }
 
-  Result<CommandResult> apply_cancel(const CancelCommand& cmd, CommitBatch& cb,
-                                     std::unordered_map<OrderId, size_t, OrderIdHash>& touched) {
-    auto loaded = load(cmd.order_id, cb, touched);
-    if (!loaded) return loaded.take_error();
-    Order* order = *loaded;
+  // The active order of `tenant`, or not_found; failed_precondition-producing callers get the
+  // terminal order through `terminal`.
+  Result<Order*> active_for(const std::string& tenant, OrderId id, std::optional<Order>& terminal) {
+    if (auto it = active_.find(id); it != active_.end()) {
+      if (it->second.tenant != tenant) return make_error(Errc::not_found, "order not found");
+      return &it->second;
+    }
+    auto stored = store_.get_order(id);
+    if (!stored) return stored.take_error();
     // Another tenant's order is answered exactly like a missing one.
-    if (order == nullptr || order->tenant != cmd.tenant) {
+    if (!stored->has_value() || (*stored)->tenant != tenant) {
       return make_error(Errc::not_found, "order not found");
     }
-    auto events = cancel_order(*order, cmd.reason, clock_.now_ms());
-    if (!events) return events.take_error();
-    for (Event& e : *events) cb.events.push_back(std::move(e));
-    return CommandResult{Outcome::updated, *order};
+    terminal = std::move(**stored);
+    return &*terminal;
+  }
+
+  Result<CommandResult> apply_one(CancelCommand& cmd, Batch& b) {
+    std::optional<Order> terminal;
+    auto found = active_for(cmd.tenant, cmd.order_id, terminal);
+    if (!found) return found.take_error();
+    Order& o = **found;
+    if (terminal) {
+      Order copy = o;
+      auto t = cancel_order(copy, cmd.reason, clock_.now_ms(), policy_);
+      OF_ASSERT(!t.ok());  // terminal orders cannot be cancelled
+      return t.take_error();
+    }
+    OrderStatus before = o.status;
+    auto t = cancel_order(o, cmd.reason, clock_.now_ms(), policy_);
+    if (!t) return t.take_error();
+    if (!t->events.empty()) {
+      b.touched.try_emplace(o.id, before);
+      take(b, o, std::move(*t));
+    }
+    return CommandResult{Outcome::updated, o};
+  }
+
+  Result<CommandResult> apply_one(RedriveCommand& cmd, Batch& b) {
+    std::optional<Order> terminal;
+    auto found = active_for(cmd.tenant, cmd.order_id, terminal);
+    if (!found) return found.take_error();
+    Order& o = **found;
+    if (terminal) {
+      return make_error(Errc::failed_precondition,
+                        std::string("order is ") + status_name(o.status) +
+                            "; only needs_attention orders can be redriven");
+    }
+    OrderStatus before = o.status;
+    auto t = redrive_order(o, clock_.now_ms(), policy_);
+    if (!t) return t.take_error();
+    b.touched.try_emplace(o.id, before);
+    take(b, o, std::move(*t));
+    return CommandResult{Outcome::updated, o};
+  }
+
+  Result<CommandResult> apply_one(ResultCommand& cmd, Batch& b) {
+    auto it = active_.find(cmd.result.order_id);
+    if (it == active_.end()) {
+      return make_error(Errc::conflict, "the order has no such effect outstanding");
+    }
+    Order& o = it->second;
+    OrderStatus before = o.status;
+    Transition t = apply_effect_result(o, cmd.result, clock_.now_ms(), policy_);
+    if (t.stale) return make_error(Errc::conflict, "the order has no such effect outstanding");
+    b.touched.try_emplace(o.id, before);
+    take(b, o, std::move(t));
+    return CommandResult{Outcome::updated, o};
   }
 
   const PartitionId id_;
+  Engine& engine_;
   OrderStore& store_;
   const Clock& clock_;
-  const EngineOptions& options_;
   IdClock& ids_;
-  uint64_t last_id_clock_ = 0;  // the highest id clock this partition minted; writer thread
+  const EngineOptions& options_;
+  const PipelinePolicy& policy_;
+  const std::array<StageService*, kStageCount>& services_;
+  ChangeFeed& changes_;
+
+  // Writer thread only.
+  std::unordered_map<OrderId, Order, OrderIdHash> active_;
+  std::priority_queue<Timer, std::vector<Timer>, std::greater<Timer>> timers_;
+  uint64_t last_id_clock_ = 0;
+  bool failed_ = false;
+  std::atomic<size_t> active_count_{0};
 
   mutable std::mutex mu_;
   std::condition_variable cv_;
   std::vector<Command> queue_;
+  size_t client_queued_ = 0;  // commands in queue_ that count against queue_depth_max
   bool stopping_ = false;
   std::thread thread_;
 };
 
-Engine::Engine(OrderStore& store, const Clock& clock, EngineOptions options)
-    : store_(store), clock_(clock), options_(options) {
+Engine::Engine(OrderStore& store, const Clock& clock, EngineOptions options,
+               PipelinePolicy policy, std::array<StageService*, kStageCount> services)
+    : store_(store), clock_(clock), options_(options), policy_(policy), services_(services),
+      changes_(options.stream_listeners_max) {
   OF_ASSERT(options_.partitions >= 1);
+  for (auto* s : services_) OF_ASSERT(s != nullptr);
   for (uint32_t p = 0; p < options_.partitions; ++p) {
-    partitions_.push_back(std::make_unique<Partition>(PartitionId{static_cast<uint16_t>(p)},
-                                                      store_, clock_, ids_, options_));
+    partitions_.push_back(std::make_unique<Partition>(PartitionId{static_cast<uint16_t>(p)}, *this,
+                                                      store_, clock_, ids_, options_, policy_,
+                                                      services_, changes_));
   }
 }
 
@@ -229,21 +399,39 @@ void Engine::stop() {
 
 void Engine::place(PlaceCommand command, Completion done) {
   PartitionId p = partition_for_key(command.tenant, command.idempotency_key, options_.partitions);
-  partitions_[p.value]->submit(Command{std::move(command), std::move(done)});
+  partitions_[p.value]->submit(Command{std::move(command), std::move(done)}, true);
 }
 
 void Engine::cancel(CancelCommand command, Completion done) {
   auto p = partition_for_order(command.order_id, options_.partitions);
+  if (!p) return done(make_error(Errc::not_found, "order not found"));
+  partitions_[p->value]->submit(Command{std::move(command), std::move(done)}, true);
+}
+
+void Engine::redrive(RedriveCommand command, Completion done) {
+  auto p = partition_for_order(command.order_id, options_.partitions);
+  if (!p) return done(make_error(Errc::not_found, "order not found"));
+  partitions_[p->value]->submit(Command{std::move(command), std::move(done)}, true);
+}
+
+void Engine::submit_result(EffectResult result, Completion done) {
+  auto p = partition_for_order(result.order_id, options_.partitions);
   if (!p) {
-    done(make_error(Errc::not_found, "order not found"));
+    if (done) done(make_error(Errc::not_found, "order not found"));
     return;
   }
-  partitions_[p->value]->submit(Command{std::move(command), std::move(done)});
+  partitions_[p->value]->submit(Command{ResultCommand{std::move(result)}, std::move(done)}, false);
 }
 
 size_t Engine::queued() const {
   size_t n = 0;
   for (const auto& p : partitions_) n += p->queued();
+  return n;
+}
+
+size_t Engine::active_orders() const {
+  size_t n = 0;
+  for (const auto& p : partitions_) n += p->active();
   return n;
 }
 

@@ -1,27 +1,35 @@
-// The engine: partitions, each with one writer thread that applies commands in batches.
+// The engine: partitions, each with one writer thread that applies commands in batches and
+// drives its orders through the pipeline.
 //
 // A command is enqueued (bounded queue per partition; a full queue is answered `overloaded`
 // at once), applied in order by its partition's writer through the pure state machine, and
-// committed with the rest of its batch in one durable write. Only then is its completion
-// called, on the writer thread: "acknowledged" always means "durable".
+// committed with the rest of its batch in one durable write. Only then are completions
+// called and effects issued (the transition that schedules an effect is durable before the
+// effect leaves: an outbox). Effect results come back as commands of their own.
 //
-// Thread safety: submit methods may be called from any thread. Completions run on partition
+// Each partition holds its non-terminal orders in memory (bounded by active_orders_max: a
+// full partition answers new orders `overloaded`); terminal orders live only in the store.
+// On start, active orders are loaded, in-flight effects re-issued under the same idempotency
+// keys, and backoff timers re-armed.
+//
+// Thread safety: public methods may be called from any thread. Completions run on partition
 // threads and must not block (post the result to the caller's executor).
 #pragma once
 
-#include <condition_variable>
+#include <array>
 #include <functional>
 #include <memory>
-#include <mutex>
 #include <string>
-#include <thread>
 #include <variant>
 #include <vector>
 
 #include "core/clock.h"
 #include "core/ids.h"
 #include "core/order.h"
+#include "core/order_machine.h"
 #include "core/result.h"
+#include "engine/change_feed.h"
+#include "engine/effects.h"
 #include "storage/store.h"
 
 namespace orderflow {
@@ -38,6 +46,15 @@ struct CancelCommand {
   std::string reason;
 };
 
+struct RedriveCommand {
+  std::string tenant;
+  OrderId order_id;
+};
+
+struct ResultCommand {
+  EffectResult result;
+};
+
 enum class Outcome { created, replayed, updated };
 
 struct CommandResult {
@@ -49,34 +66,49 @@ using Completion = std::function<void(Result<CommandResult>)>;
 
 struct EngineOptions {
   uint32_t partitions = 8;
-  size_t queue_depth_max = 4096;  // commands waiting per partition
-  size_t batch_max = 1024;        // commands applied and committed together
+  size_t queue_depth_max = 4096;        // client commands waiting per partition
+  size_t batch_max = 1024;              // commands applied and committed together
+  size_t active_orders_max = 25000;     // non-terminal orders per partition
+  size_t stream_listeners_max = 1000;   // live order streams (SSE)
 };
 
 class Partition;
 
 class Engine {
  public:
-  Engine(OrderStore& store, const Clock& clock, EngineOptions options);
+  // `services[stage]` handles that stage's effects; it must outlive the engine.
+  Engine(OrderStore& store, const Clock& clock, EngineOptions options, PipelinePolicy policy,
+         std::array<StageService*, kStageCount> services);
   ~Engine();
 
-  // Loads each partition's state and starts the writers.
+  // Loads each partition's state and active orders, starts the writers, re-issues effects.
   Status start();
   // Stops accepting, applies and commits everything already enqueued, joins the writers.
   void stop();
 
   void place(PlaceCommand command, Completion done);
   void cancel(CancelCommand command, Completion done);
+  void redrive(RedriveCommand command, Completion done);
+  // An effect's result. Never refused for a full queue: results are bounded by the effects
+  // in flight, which are bounded by the active orders. `done` (optional) hears whether the
+  // result was applied (not_found / conflict when it no longer applies).
+  void submit_result(EffectResult result, Completion done = nullptr);
 
   OrderStore& store() { return store_; }
+  ChangeFeed& changes() { return changes_; }
   const EngineOptions& options() const { return options_; }
+  const PipelinePolicy& policy() const { return policy_; }
   size_t queued() const;
+  size_t active_orders() const;
 
  private:
   OrderStore& store_;
   const Clock& clock_;
   EngineOptions options_;
+  PipelinePolicy policy_;
+  std::array<StageService*, kStageCount> services_;
   IdClock ids_;  // shared by the partitions: ids sort by creation across partitions
+  ChangeFeed changes_;
   std::vector<std::unique_ptr<Partition>> partitions_;
 };
 

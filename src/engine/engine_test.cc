@@ -4,7 +4,10 @@
 
 #include <atomic>
 #include <future>
+#include <condition_variable>
 #include <latch>
+#include <mutex>
+#include <thread>
 
 #include "core/routing.h"
 #include "storage/local/rocks_store.h"
@@ -40,6 +43,7 @@ class ControlledStore final : public OrderStore {
   }
   Result<ListPage> list_orders(const ListQuery& q) override { return inner_.list_orders(q); }
   Result<PartitionState> load_partition(PartitionId p) override { return inner_.load_partition(p); }
+  Result<std::vector<Order>> list_active(PartitionId p) override { return inner_.list_active(p); }
   bool healthy() const override { return inner_.healthy(); }
 
   std::atomic<int> commits{0};
@@ -50,6 +54,47 @@ class ControlledStore final : public OrderStore {
 
  private:
   OrderStore& inner_;
+};
+
+// A stage service that records what it is asked and answers only when the test says so.
+class RecordingService final : public StageService {
+ public:
+  void execute(EffectRequest request, EffectDone done) override {
+    std::lock_guard lock(mu);
+    calls.push_back({std::move(request), std::move(done)});
+    cv.notify_all();
+  }
+  // Waits for the n-th call (0-based) and returns its request.
+  EffectRequest wait_call(size_t n) {
+    std::unique_lock lock(mu);
+    EXPECT_TRUE(cv.wait_for(lock, std::chrono::seconds(10), [&] { return calls.size() > n; }))
+        << "no effect call #" << n;
+    return calls.size() > n ? calls[n].first : EffectRequest{};
+  }
+  void answer(size_t n, EffectOutcome outcome = EffectOutcome::success, std::string code = "") {
+    EffectDone done;
+    EffectResult r;
+    {
+      std::lock_guard lock(mu);
+      const EffectCall& c = calls.at(n).first.call;
+      r.order_id = c.order_id;
+      r.stage = c.stage;
+      r.action = c.action;
+      r.attempt = c.attempt;
+      r.outcome = outcome;
+      r.code = std::move(code);
+      done = calls.at(n).second;
+    }
+    done(r);
+  }
+  size_t count() {
+    std::lock_guard lock(mu);
+    return calls.size();
+  }
+
+  std::mutex mu;
+  std::condition_variable cv;
+  std::vector<std::pair<EffectRequest, EffectDone>> calls;
 };
 
 OrderRequest request(int64_t tip = 0) {
@@ -78,8 +123,26 @@ class EngineTest : public ::testing::Test {
   }
   void start(EngineOptions opts = {}) {
     opts.partitions = 4;
-    engine_ = std::make_unique<Engine>(*store_, clock_, opts);
+    service_ = std::make_unique<RecordingService>();
+    std::array<StageService*, kStageCount> services;
+    services.fill(service_.get());
+    engine_ = std::make_unique<Engine>(*store_, clock_, opts, PipelinePolicy{}, services);
     ASSERT_TRUE(engine_->start().ok());
+  }
+  void restart() {
+    engine_->stop();
+    engine_.reset();
+    start();
+  }
+  // Waits until the stored order has `status`.
+  Order wait_status(OrderId id, OrderStatus status) {
+    for (int i = 0; i < 1000; ++i) {
+      auto o = rocks_->get_order(id);
+      if (o.ok() && o->has_value() && (*o)->status == status) return **o;
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+    ADD_FAILURE() << "order never reached " << status_name(status);
+    return {};
   }
   Result<CommandResult> place(const std::string& tenant, const std::string& key,
                               OrderRequest r = request()) {
@@ -101,6 +164,7 @@ class EngineTest : public ::testing::Test {
   FakeClock clock_;
   std::unique_ptr<RocksStore> rocks_;
   std::unique_ptr<ControlledStore> store_;
+  std::unique_ptr<RecordingService> service_;
   std::unique_ptr<Engine> engine_;
 };
 
@@ -110,9 +174,90 @@ TEST_F(EngineTest, PlaceIsDurableBeforeItCompletes) {
   ASSERT_TRUE(r.ok()) << r.error().message;
   EXPECT_EQ(r->outcome, Outcome::created);
   EXPECT_EQ(r->order.status, OrderStatus::pending);
+  EXPECT_EQ(r->order.version, 1u);  // as placed
   auto stored = rocks_->get_order(r->order.id);
   ASSERT_TRUE(stored->has_value());
-  EXPECT_EQ(**stored, r->order);
+  EXPECT_EQ((*stored)->request, r->order.request);
+  EXPECT_EQ((*stored)->version, 2u);  // order_placed, effect_requested: the pipeline started
+  EXPECT_EQ(rocks_->get_events(r->order.id)->size(), 2u);
+}
+
+TEST_F(EngineTest, EffectLeavesOnlyAfterItsRequestIsDurable) {
+  store_->hold = true;
+  start();
+  std::promise<void> placed;
+  engine_->place(PlaceCommand{"acme", "k1", request()},
+                 [&](Result<CommandResult>) { placed.set_value(); });
+  store_->entered.wait();  // the batch is being committed
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  EXPECT_EQ(service_->count(), 0u);  // nothing issued before the commit returns
+  store_->hold = false;
+  store_->release.count_down();
+  placed.get_future().wait();
+  EffectRequest req = service_->wait_call(0);
+  EXPECT_EQ(req.call.action, Action::reserve);
+  EXPECT_EQ(req.idempotency_key, req.call.order_id.str() + ":inventory:reserve");
+}
+
+TEST_F(EngineTest, DrivesAnOrderToDeliveredWithOneEffectAtATime) {
+  start();
+  auto r = place("acme", "k1");
+  ASSERT_TRUE(r.ok());
+  std::vector<Action> seen;
+  for (size_t n = 0; n < 6; ++n) {
+    EffectRequest req = service_->wait_call(n);
+    seen.push_back(req.call.action);
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    EXPECT_EQ(service_->count(), n + 1) << "a second effect while one is outstanding";
+    service_->answer(n);
+  }
+  EXPECT_EQ(seen, (std::vector<Action>{Action::reserve, Action::authorize, Action::confirm,
+                                       Action::assign, Action::deliver, Action::capture}));
+  Order o = wait_status(r->order.id, OrderStatus::delivered);
+  EXPECT_EQ(o.payment.captured_cents, o.total_cents);
+  EXPECT_EQ(engine_->active_orders(), 0u);  // terminal orders leave memory
+}
+
+TEST_F(EngineTest, RestartReissuesInFlightEffectsWithTheSameKey) {
+  start();
+  auto r = place("acme", "k1");
+  ASSERT_TRUE(r.ok());
+  EffectRequest first = service_->wait_call(0);
+  service_->answer(0);
+  EffectRequest second = service_->wait_call(1);  // authorize, in flight
+  ASSERT_EQ(second.call.action, Action::authorize);
+  restart();  // the answer never came
+  EffectRequest again = service_->wait_call(0);
+  EXPECT_EQ(again.call.action, Action::authorize);
+  EXPECT_EQ(again.call.attempt, second.call.attempt);
+  EXPECT_EQ(again.idempotency_key, second.idempotency_key);
+  EXPECT_EQ(engine_->active_orders(), 1u);
+  service_->answer(0);
+  EXPECT_EQ(service_->wait_call(1).call.action, Action::confirm);
+}
+
+TEST_F(EngineTest, BackoffTimerSurvivesRestart) {
+  start();
+  auto r = place("acme", "k1");
+  ASSERT_TRUE(r.ok());
+  service_->wait_call(0);
+  service_->answer(0, EffectOutcome::transient, "busy");
+  Order waiting;
+  for (int i = 0; i < 200; ++i) {
+    auto o = rocks_->get_order(r->order.id);
+    if ((*o)->pipeline.effect && (*o)->pipeline.effect->phase == EffectPhase::waiting) {
+      waiting = **o;
+      break;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  ASSERT_TRUE(waiting.pipeline.effect);
+  restart();
+  EXPECT_EQ(service_->count(), 0u);  // not due yet (the fake clock stands still)
+  clock_.now = waiting.pipeline.effect->not_before_ms;
+  EffectRequest retry = service_->wait_call(0);
+  EXPECT_EQ(retry.call.action, Action::reserve);
+  EXPECT_EQ(retry.call.attempt, 2u);
 }
 
 TEST_F(EngineTest, IdempotencyReplayAndReuse) {
@@ -163,8 +308,15 @@ TEST_F(EngineTest, CancelAndTenantIsolation) {
   EXPECT_EQ(foreign.error().code, Errc::not_found);
   auto c = cancel("acme", placed->order.id);
   ASSERT_TRUE(c.ok());
-  EXPECT_EQ(c->order.status, OrderStatus::cancelled);
-  EXPECT_EQ(c->order.version, 3u);
+  EXPECT_EQ(c->order.status, OrderStatus::cancelling);  // reserve is in flight
+  auto repeat = cancel("acme", placed->order.id);
+  ASSERT_TRUE(repeat.ok());
+  EXPECT_EQ(repeat->order.version, c->order.version);  // harmless
+  service_->wait_call(0);
+  service_->answer(0);  // the reservation happened: it must be released
+  EXPECT_EQ(service_->wait_call(1).call.action, Action::release);
+  service_->answer(1);
+  wait_status(placed->order.id, OrderStatus::cancelled);
   auto again = cancel("acme", placed->order.id);
   ASSERT_FALSE(again.ok());
   EXPECT_EQ(again.error().code, Errc::failed_precondition);
@@ -198,6 +350,24 @@ TEST_F(EngineTest, ManyCommandsShareOneCommit) {
   first_done.get_future().wait();
   for (auto& f : rest) ASSERT_TRUE(f.get().ok());
   EXPECT_EQ(store_->commits.load() - commits_before, 1);
+}
+
+TEST_F(EngineTest, ActiveOrdersAreBoundedBothSides) {
+  EngineOptions opts;
+  opts.active_orders_max = 3;  // per partition
+  start(opts);
+  // Keys of one partition: three fit, the fourth is refused until one finishes.
+  std::vector<std::string> keys;
+  for (int i = 0; keys.size() < 4; ++i) {
+    std::string k = "a-" + std::to_string(i);
+    if (partition_for_key("acme", k, 4).value == 0) keys.push_back(k);
+  }
+  for (int i = 0; i < 3; ++i) ASSERT_TRUE(place("acme", keys[i]).ok());
+  auto refused = place("acme", keys[3]);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(refused.error().code, Errc::overloaded);
+  // A replay of an existing key is still answered.
+  EXPECT_TRUE(place("acme", keys[0]).ok());
 }
 
 TEST_F(EngineTest, FullQueueIsOverloadedBothSidesOfTheBound) {
@@ -257,10 +427,8 @@ TEST_F(EngineTest, IdsStayUniqueAcrossRestartWithAClockThatStepsBack) {
   ASSERT_TRUE(a.ok());
   engine_->stop();
   clock_.now -= 60'000;  // the wall clock stepped back a minute
-  EngineOptions opts;
-  opts.partitions = 4;
-  engine_ = std::make_unique<Engine>(*store_, clock_, opts);
-  ASSERT_TRUE(engine_->start().ok());
+  engine_.reset();
+  start();
   for (int i = 0; i < 20; ++i) {
     auto b = place("acme", "r" + std::to_string(i));
     ASSERT_TRUE(b.ok());

@@ -4,35 +4,62 @@
 // Thread safety: handle() is called concurrently from the server's I/O threads.
 #pragma once
 
+#include <array>
 #include <atomic>
 
 #include "engine/engine.h"
+#include "engine/task_queue.h"
 #include "http/auth.h"
 #include "http/message.h"
 
+namespace orderflow {
+class Simulators;
+}
+
 namespace orderflow::http {
+
+// What the API serves from, once recovered. Owned by the caller; outlives the server.
+struct Backend {
+  Engine* engine = nullptr;
+  Simulators* simulators = nullptr;  // the built-in stage services (their ledgers)
+  TaskQueue* tasks = nullptr;        // the external stages' task queue
+  std::array<bool, kStageCount> external{};
+};
 
 class Api final : public Handler {
  public:
   explicit Api(const ApiKeys& keys) : keys_(keys) {}
 
-  void set_ready(Engine* engine) { engine_.store(engine, std::memory_order_release); }
+  void set_ready(const Backend* backend) { backend_.store(backend, std::memory_order_release); }
   void handle(Request& request, Respond respond) override;
 
  private:
   // orders.cc
-  void create_order(Engine& engine, const Principal& who, Request& req, Respond& respond);
-  void list_orders(Engine& engine, const Principal& who, Request& req, Respond& respond);
-  void get_order(Engine& engine, const Principal& who, OrderId id, Respond& respond);
-  void get_events(Engine& engine, const Principal& who, OrderId id, Respond& respond);
-  void cancel_order(Engine& engine, const Principal& who, OrderId id, Request& req,
+  void create_order(const Backend& b, const Principal& who, Request& req, Respond& respond);
+  void list_orders(const Backend& b, const Principal& who, Request& req, Respond& respond,
+                   std::optional<OrderStatus> forced_status = std::nullopt);
+  void get_order(const Backend& b, const Principal& who, OrderId id, Respond& respond);
+  void get_events(const Backend& b, const Principal& who, OrderId id, Respond& respond);
+  void cancel_order(const Backend& b, const Principal& who, OrderId id, Request& req,
                     Respond& respond);
+  void stream_order(const Backend& b, const Principal& who, OrderId id, Respond& respond);
+  // tasks.cc
+  void poll_tasks(const Backend& b, const Principal& who, Request& req, Respond& respond);
+  void finish_task(const Backend& b, const Principal& who, std::string_view task_id, bool ok,
+                   Request& req, Respond& respond);
+  // admin.cc
+  void redrive(const Backend& b, const Principal& who, OrderId id, Respond& respond);
+  void sim_ledger(const Backend& b, const Principal& who, Request& req, Respond& respond);
+  void sim_stock(const Backend& b, Respond& respond);
 
   const ApiKeys& keys_;
-  std::atomic<Engine*> engine_{nullptr};
+  std::atomic<const Backend*> backend_{nullptr};
 };
 
-// {"status":...}-style small bodies and JSON responses.
 Response json_response(int status, std::string body);
+// application/json, with optional parameters (charset); media types are case-insensitive.
+bool is_json_media_type(std::string_view content_type);
+// The order resource as a response.
+Response order_response(int status, const Order& order);
 
 }  // namespace orderflow::http

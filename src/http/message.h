@@ -3,6 +3,7 @@
 #pragma once
 
 #include <functional>
+#include <memory>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -24,11 +25,27 @@ struct Request {
   std::string& body;       // owned by the server; handlers may move from it
 };
 
+// The open end of a streaming response (Server-Sent Events). Thread-safe; every method may
+// be called from any thread. Chunks sent after the stream closed are dropped.
+class StreamWriter {
+ public:
+  virtual ~StreamWriter() = default;
+  virtual void send(std::string chunk) = 0;
+  // Ends the response and closes the connection once everything sent is written.
+  virtual void close() = 0;
+  // Runs `fn` once when the stream has ended, whoever ended it (at once if it has already).
+  virtual void on_closed(std::function<void()> fn) = 0;
+};
+
 struct Response {
   int status = 200;
   std::string body;
   std::vector<std::pair<std::string, std::string>> headers;
   bool close = false;  // close the connection after this response
+  // Set for a streaming response: the server writes the status and headers (no body, no
+  // Content-Length, the connection closes at the end), then calls `stream` with the writer.
+  // It is always called, with an already-closed writer when the head could not be written.
+  std::function<void(std::shared_ptr<StreamWriter>)> stream;
 };
 
 // Answers a request. Callable from any thread, exactly once.

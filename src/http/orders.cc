@@ -1,5 +1,6 @@
 // Handlers of the orders resource: create, get, events, list, cancel.
 #include <charconv>
+#include <mutex>
 
 #include "core/json_writer.h"
 #include "core/order_json.h"
@@ -13,7 +14,20 @@ namespace {
 constexpr size_t kListLimitDefault = 50;
 constexpr size_t kListLimitMax = 500;
 
-// application/json, with optional parameters (charset); media types are case-insensitive.
+Error field_error(const char* field, std::string reason) {
+  std::string message = std::string(field) + ": " + reason;
+  return Error{Errc::invalid_argument, std::move(message), {{field, std::move(reason)}}};
+}
+
+std::string sse_event(const Order& order) {
+  std::string out = "event: order\ndata: ";
+  render_order(order, out);
+  out += "\n\n";
+  return out;
+}
+
+}  // namespace
+
 bool is_json_media_type(std::string_view ct) {
   std::string_view type = ct.substr(0, ct.find(';'));
   while (!type.empty() && type.back() == ' ') type.remove_suffix(1);
@@ -35,14 +49,7 @@ Response order_response(int status, const Order& order) {
   return r;
 }
 
-Error field_error(const char* field, std::string reason) {
-  std::string message = std::string(field) + ": " + reason;
-  return Error{Errc::invalid_argument, std::move(message), {{field, std::move(reason)}}};
-}
-
-}  // namespace
-
-void Api::create_order(Engine& engine, const Principal& who, Request& req, Respond& respond) {
+void Api::create_order(const Backend& b, const Principal& who, Request& req, Respond& respond) {
   if (!is_json_media_type(req.content_type)) {
     return respond(error_response(Errc::unsupported_media_type,
                                   "Content-Type must be application/json"));
@@ -58,7 +65,7 @@ void Api::create_order(Engine& engine, const Principal& who, Request& req, Respo
   auto request = parse_order_request(req.body);
   if (!request) return respond(error_response(request.error()));
 
-  engine.place(
+  b.engine->place(
       PlaceCommand{who.tenant, std::string(req.idempotency_key), std::move(*request)},
       [respond = std::move(respond)](Result<CommandResult> result) {
         if (!result) return respond(error_response(result.error()));
@@ -73,8 +80,8 @@ void Api::create_order(Engine& engine, const Principal& who, Request& req, Respo
       });
 }
 
-void Api::get_order(Engine& engine, const Principal& who, OrderId id, Respond& respond) {
-  auto order = engine.store().get_order(id);
+void Api::get_order(const Backend& b, const Principal& who, OrderId id, Respond& respond) {
+  auto order = b.engine->store().get_order(id);
   if (!order) return respond(error_response(order.error()));
   if (!order->has_value() || (*order)->tenant != who.tenant) {
     return respond(error_response(Errc::not_found, "order not found"));
@@ -82,15 +89,15 @@ void Api::get_order(Engine& engine, const Principal& who, OrderId id, Respond& r
   respond(order_response(200, **order));
 }
 
-void Api::get_events(Engine& engine, const Principal& who, OrderId id, Respond& respond) {
+void Api::get_events(const Backend& b, const Principal& who, OrderId id, Respond& respond) {
   // The order answers the tenant check; its version bounds the events shown, so a reader
   // racing a writer never sees an event beyond the version it was told about.
-  auto order = engine.store().get_order(id);
+  auto order = b.engine->store().get_order(id);
   if (!order) return respond(error_response(order.error()));
   if (!order->has_value() || (*order)->tenant != who.tenant) {
     return respond(error_response(Errc::not_found, "order not found"));
   }
-  auto events = engine.store().get_events(id);
+  auto events = b.engine->store().get_events(id);
   if (!events) return respond(error_response(events.error()));
   Response r;
   JsonWriter w(r.body);
@@ -104,12 +111,14 @@ void Api::get_events(Engine& engine, const Principal& who, OrderId id, Respond& 
   respond(std::move(r));
 }
 
-void Api::list_orders(Engine& engine, const Principal& who, Request& req, Respond& respond) {
+void Api::list_orders(const Backend& b, const Principal& who, Request& req, Respond& respond,
+                      std::optional<OrderStatus> forced_status) {
   auto params = parse_query(req.query);
   if (!params) return respond(error_response(params.error()));
   ListQuery q;
   q.tenant = who.tenant;
   q.limit = kListLimitDefault;
+  q.status = forced_status;
   std::vector<FieldViolation> bad;
   for (auto& [name, value] : *params) {
     if (name == "customer_id" || name == "merchant_id") {
@@ -118,7 +127,7 @@ void Api::list_orders(Engine& engine, const Principal& who, Request& req, Respon
       } else {
         (name == "customer_id" ? q.customer_id : q.merchant_id) = std::move(value);
       }
-    } else if (name == "status") {
+    } else if (name == "status" && !forced_status) {
       q.status = parse_status(value);
       if (!q.status) bad.push_back({name, "is not an order status"});
     } else if (name == "limit") {
@@ -140,7 +149,7 @@ void Api::list_orders(Engine& engine, const Principal& who, Request& req, Respon
     std::string msg = bad.front().field + ": " + bad.front().reason;
     return respond(error_response(Error{Errc::invalid_argument, msg, std::move(bad)}));
   }
-  auto page = engine.store().list_orders(q);
+  auto page = b.engine->store().list_orders(q);
   if (!page) return respond(error_response(page.error()));
   Response r;
   r.body.reserve(512 + page->orders.size() * 768);
@@ -160,7 +169,7 @@ void Api::list_orders(Engine& engine, const Principal& who, Request& req, Respon
   respond(std::move(r));
 }
 
-void Api::cancel_order(Engine& engine, const Principal& who, OrderId id, Request& req,
+void Api::cancel_order(const Backend& b, const Principal& who, OrderId id, Request& req,
                        Respond& respond) {
   bool has_body = req.body.find_first_not_of(" \t\r\n") != std::string::npos;
   if (has_body && !is_json_media_type(req.content_type)) {
@@ -169,11 +178,74 @@ void Api::cancel_order(Engine& engine, const Principal& who, OrderId id, Request
   }
   auto reason = parse_cancel_request(req.body);
   if (!reason) return respond(error_response(reason.error()));
-  engine.cancel(CancelCommand{who.tenant, id, std::move(*reason)},
+  b.engine->cancel(CancelCommand{who.tenant, id, std::move(*reason)},
                 [respond = std::move(respond)](Result<CommandResult> result) {
                   if (!result) return respond(error_response(result.error()));
                   respond(order_response(202, result->order));
                 });
+}
+
+namespace {
+
+// One live order stream: sends each new version once, in order; closes after a terminal one.
+struct OrderStream {
+  std::mutex mu;
+  std::shared_ptr<StreamWriter> writer;  // set once the response head is out
+  std::optional<Order> latest;           // newest state seen before the writer existed
+  uint32_t sent_version = 0;
+  bool closed = false;
+
+  // mu held.
+  void offer(const Order& o) {
+    if (closed) return;
+    if (!writer) {
+      if (!latest || o.version > latest->version) latest = o;
+      return;
+    }
+    if (o.version <= sent_version) return;
+    sent_version = o.version;
+    writer->send(sse_event(o));
+    if (is_terminal(o.status)) {
+      closed = true;
+      writer->close();
+    }
+  }
+};
+
+}  // namespace
+
+void Api::stream_order(const Backend& b, const Principal& who, OrderId id, Respond& respond) {
+  auto order = b.engine->store().get_order(id);
+  if (!order) return respond(error_response(order.error()));
+  if (!order->has_value() || (*order)->tenant != who.tenant) {
+    return respond(error_response(Errc::not_found, "order not found"));
+  }
+  auto st = std::make_shared<OrderStream>();
+  st->latest = std::move(**order);
+  // Subscribe before the head goes out, so no change between the read and the stream is lost.
+  auto token = b.engine->changes().subscribe(id, [st](const Order& o) {
+    std::lock_guard lock(st->mu);
+    st->offer(o);
+  });
+  if (!token) return respond(error_response(token.error()));
+  Engine* engine = b.engine;
+  Response r;
+  r.status = 200;
+  r.headers = {{"Content-Type", "text/event-stream"}, {"Cache-Control", "no-cache"}};
+  r.stream = [st, engine, id, tok = *token](std::shared_ptr<StreamWriter> writer) {
+    writer->on_closed([engine, tok] { engine->changes().unsubscribe(tok); });
+    // The current state, read after subscribing: newer than anything the feed may have missed.
+    auto current = engine->store().get_order(id);
+    std::lock_guard lock(st->mu);
+    st->writer = std::move(writer);
+    std::optional<Order> first = std::move(st->latest);
+    st->latest.reset();
+    if (current.ok() && current->has_value() && (!first || (*current)->version > first->version)) {
+      first = std::move(**current);
+    }
+    if (first) st->offer(*first);
+  };
+  respond(std::move(r));
 }
 
 }  // namespace orderflow::http

@@ -4,7 +4,9 @@
 #include <boost/asio.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
+#include <array>
 #include <chrono>
+#include <deque>
 #include <optional>
 #include <thread>
 #include <vector>
@@ -160,6 +162,7 @@ class Session : public std::enable_shared_from_this<Session> {
   }
 
   void write(Response r) {
+    if (r.stream) return write_stream_head(std::move(r));
     res_.emplace(static_cast<bhttp::status>(r.status), req_.version() ? req_.version() : 11);
     res_->set(bhttp::field::content_type, "application/json");
     for (auto& [name, value] : r.headers) res_->set(name, value);
@@ -187,6 +190,107 @@ class Session : public std::enable_shared_from_this<Session> {
     stream_.socket().shutdown(tcp::socket::shutdown_send, ignored);
   }
 
+  // Streaming responses (SSE): the head, then chunks in order, until either side ends it.
+  class Writer final : public StreamWriter {
+   public:
+    explicit Writer(std::shared_ptr<Session> s) : s_(std::move(s)) {}
+    void send(std::string chunk) override {
+      asio::dispatch(s_->stream_.get_executor(),
+                     [s = s_, c = std::move(chunk)]() mutable { s->stream_send(std::move(c)); });
+    }
+    void close() override {
+      asio::dispatch(s_->stream_.get_executor(), [s = s_] { s->stream_close(); });
+    }
+    void on_closed(std::function<void()> fn) override {
+      asio::dispatch(s_->stream_.get_executor(), [s = s_, fn = std::move(fn)]() mutable {
+        if (s->stream_finished_) {
+          fn();
+        } else {
+          s->closed_fns_.push_back(std::move(fn));
+        }
+      });
+    }
+
+   private:
+    std::shared_ptr<Session> s_;
+  };
+
+  void write_stream_head(Response r) {
+    stream_.expires_never();
+    std::string head = "HTTP/1.1 " + std::to_string(r.status) + " " +
+                       std::string(bhttp::obsolete_reason(static_cast<bhttp::status>(r.status))) +
+                       "\r\n";
+    for (auto& [name, value] : r.headers) head += name + ": " + value + "\r\n";
+    head += "Connection: close\r\n\r\n";
+    stream_out_.push_back(std::move(head));
+    stream_open_ = std::move(r.stream);
+    if (handled_) {
+      handled_ = false;  // a stream does not hold up draining
+      server_.in_flight.fetch_sub(1, std::memory_order_relaxed);
+    }
+    stream_write_next();
+    // Reading detects the client going away; anything it sends is ignored.
+    stream_read();
+  }
+
+  void stream_read() {
+    stream_.socket().async_read_some(
+        asio::buffer(discard_), [self = shared_from_this()](beast::error_code ec, size_t) {
+          if (ec) return self->stream_finish();
+          self->stream_read();
+        });
+  }
+
+  void stream_send(std::string chunk) {
+    if (stream_finished_ || stream_closing_) return;
+    if (stream_out_.size() >= kStreamBacklogMax) return stream_finish();  // a stalled client
+    stream_out_.push_back(std::move(chunk));
+    if (!stream_writing_) stream_write_next();
+  }
+
+  void stream_close() {
+    stream_closing_ = true;
+    if (!stream_writing_) stream_finish();
+  }
+
+  void stream_write_next() {
+    if (stream_out_.empty() || stream_finished_) {
+      if (stream_closing_) stream_finish();
+      return;
+    }
+    stream_writing_ = true;
+    asio::async_write(stream_.socket(), asio::buffer(stream_out_.front()),
+                      [self = shared_from_this()](beast::error_code ec, size_t) {
+                        self->stream_writing_ = false;
+                        self->stream_out_.pop_front();
+                        if (ec) return self->stream_finish();
+                        if (self->stream_open_) {
+                          // The head is out: hand the writer to the handler.
+                          auto open = std::move(self->stream_open_);
+                          self->stream_open_ = nullptr;
+                          open(std::make_shared<Writer>(self));
+                        }
+                        self->stream_write_next();
+                      });
+  }
+
+  void stream_finish() {
+    if (stream_finished_) return;
+    stream_finished_ = true;
+    stream_out_.clear();
+    beast::error_code ignored;
+    stream_.socket().shutdown(tcp::socket::shutdown_both, ignored);
+    stream_.socket().close(ignored);
+    if (stream_open_) {
+      auto open = std::move(stream_open_);
+      stream_open_ = nullptr;
+      open(std::make_shared<Writer>(shared_from_this()));  // already closed
+    }
+    auto fns = std::move(closed_fns_);
+    closed_fns_.clear();
+    for (auto& fn : fns) fn();
+  }
+
   beast::tcp_stream stream_;
   HttpServer::Impl& server_;
   const bool reject_;
@@ -197,6 +301,15 @@ class Session : public std::enable_shared_from_this<Session> {
   std::optional<bhttp::response<bhttp::string_body>> res_;
   bool keep_alive_ = true;
   bool handled_ = false;
+
+  static constexpr size_t kStreamBacklogMax = 256;
+  std::deque<std::string> stream_out_;
+  std::function<void(std::shared_ptr<StreamWriter>)> stream_open_;
+  std::vector<std::function<void()>> closed_fns_;
+  std::array<char, 256> discard_{};
+  bool stream_writing_ = false;
+  bool stream_closing_ = false;
+  bool stream_finished_ = false;
 };
 
 }  // namespace

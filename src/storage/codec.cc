@@ -12,6 +12,27 @@ Error corrupt(const char* what) {
 uint64_t zigzag(int64_t v) { return (static_cast<uint64_t>(v) << 1) ^ static_cast<uint64_t>(v >> 63); }
 int64_t unzigzag(uint64_t v) { return static_cast<int64_t>(v >> 1) ^ -static_cast<int64_t>(v & 1); }
 
+void put_failure(std::string& out, const std::optional<Failure>& f);
+
+bool read_failure(Reader& rd, uint8_t present, std::optional<Failure>& out) {
+  if (!present) return true;
+  Failure f;
+  if (!rd.bytes(f.stage) || !rd.bytes(f.code) || !rd.bytes(f.message)) return false;
+  out = std::move(f);
+  return true;
+}
+
+}  // namespace
+
+namespace {
+void put_failure(std::string& out, const std::optional<Failure>& f) {
+  out.push_back(f ? 1 : 0);
+  if (f) {
+    put_bytes(out, f->stage);
+    put_bytes(out, f->code);
+    put_bytes(out, f->message);
+  }
+}
 }  // namespace
 
 void put_varint(std::string& out, uint64_t v) {
@@ -84,12 +105,26 @@ void encode_order(const Order& o, std::string& out) {
   put_varint(out, o.version);
   put_varint(out, o.created_at_ms);
   put_varint(out, o.updated_at_ms);
-  out.push_back(o.failure ? 1 : 0);
-  if (o.failure) {
-    put_bytes(out, o.failure->stage);
-    put_bytes(out, o.failure->code);
-    put_bytes(out, o.failure->message);
+  put_failure(out, o.failure);
+  out.push_back(static_cast<char>(o.payment.status));
+  put_varint(out, zigzag(o.payment.authorized_cents));
+  put_varint(out, zigzag(o.payment.captured_cents));
+  put_bytes(out, o.courier_id);
+  const PipelineState& p = o.pipeline;
+  out.push_back(static_cast<char>(p.progress));
+  out.push_back(static_cast<char>((p.cancel_requested ? 1 : 0) | (p.maybe_done ? 2 : 0)));
+  out.push_back(static_cast<char>(p.compensate_below));
+  out.push_back(static_cast<char>(p.parked_from));
+  out.push_back(p.effect ? 1 : 0);
+  if (p.effect) {
+    out.push_back(static_cast<char>(p.effect->stage));
+    out.push_back(static_cast<char>(p.effect->action));
+    put_varint(out, p.effect->attempt);
+    out.push_back(static_cast<char>(p.effect->phase));
+    put_varint(out, p.effect->not_before_ms);
+    put_varint(out, p.effect->deadline_ms);
   }
+  put_failure(out, o.attention);
 }
 
 Result<Order> decode_order(std::string_view bytes) {
@@ -133,10 +168,42 @@ Result<Order> decode_order(std::string_view bytes) {
   o.total_cents = unzigzag(tot);
   o.status = static_cast<OrderStatus>(status);
   o.version = static_cast<uint32_t>(ver);
-  if (has_failure) {
-    Failure f;
-    if (!rd.bytes(f.stage) || !rd.bytes(f.code) || !rd.bytes(f.message)) return corrupt("failure");
-    o.failure = std::move(f);
+  if (!read_failure(rd, has_failure, o.failure)) return corrupt("failure");
+  uint8_t pay, progress, flags, below, parked, has_effect;
+  uint64_t authorized, captured;
+  ok = rd.byte(pay) && rd.varint(authorized) && rd.varint(captured) && rd.bytes(o.courier_id) &&
+       rd.byte(progress) && rd.byte(flags) && rd.byte(below) && rd.byte(parked) &&
+       rd.byte(has_effect);
+  if (!ok || pay >= kPaymentStatusCount || progress > 6 || flags > 3 || below > 6 ||
+      parked >= kOrderStatusCount || has_effect > 1) {
+    return corrupt("pipeline state");
+  }
+  o.payment = Payment{static_cast<PaymentStatus>(pay), unzigzag(authorized), unzigzag(captured)};
+  PipelineState& p = o.pipeline;
+  p.progress = progress;
+  p.cancel_requested = flags & 1;
+  p.maybe_done = flags & 2;
+  p.compensate_below = below;
+  p.parked_from = static_cast<OrderStatus>(parked);
+  if (has_effect) {
+    EffectState e;
+    uint8_t stage, action, phase;
+    uint64_t attempt;
+    ok = rd.byte(stage) && rd.byte(action) && rd.varint(attempt) && rd.byte(phase) &&
+         rd.varint(e.not_before_ms) && rd.varint(e.deadline_ms);
+    if (!ok || stage >= kStageCount || action >= kActionCount || phase > 1 ||
+        attempt > UINT32_MAX) {
+      return corrupt("effect state");
+    }
+    e.stage = static_cast<Stage>(stage);
+    e.action = static_cast<Action>(action);
+    e.attempt = static_cast<uint32_t>(attempt);
+    e.phase = static_cast<EffectPhase>(phase);
+    p.effect = e;
+  }
+  uint8_t has_attention;
+  if (!rd.byte(has_attention) || has_attention > 1 || !read_failure(rd, has_attention, o.attention)) {
+    return corrupt("attention");
   }
   if (!rd.done()) return corrupt("trailing bytes after order");
   return o;

@@ -25,6 +25,16 @@ Order sample_order() {
   o.created_at_ms = 1764395000123;
   o.updated_at_ms = 1764395009999;
   o.failure = Failure{"payment", "payment_declined", "card declined"};
+  o.payment = Payment{PaymentStatus::voided, 10001998, 0};
+  o.courier_id = "courier-17";
+  o.pipeline.progress = 3;
+  o.pipeline.cancel_requested = true;
+  o.pipeline.maybe_done = true;
+  o.pipeline.compensate_below = 2;
+  o.pipeline.parked_from = OrderStatus::cancelling;
+  o.pipeline.effect = EffectState{Stage::payment, Action::void_, 4, EffectPhase::waiting,
+                                  1764395001000, 1764395060000};
+  o.attention = Failure{"payment", "processor_down", "void failed"};
   return o;
 }
 
@@ -37,6 +47,8 @@ TEST(Codec, OrderRoundTrip) {
   EXPECT_EQ(*back, o);
 
   o.failure.reset();
+  o.attention.reset();
+  o.pipeline = PipelineState{};
   o.request.metadata.clear();
   o.status = OrderStatus::pending;
   bytes.clear();

@@ -76,6 +76,8 @@ class OrderStore {
   // Consistent: one snapshot answers the whole page.
   virtual Result<ListPage> list_orders(const ListQuery& query) = 0;
   virtual Result<PartitionState> load_partition(PartitionId partition) = 0;
+  // Every non-terminal order of the partition (the engine holds these in memory).
+  virtual Result<std::vector<Order>> list_active(PartitionId partition) = 0;
 
   // False once a commit has failed (the latch above).
   virtual bool healthy() const = 0;

@@ -55,6 +55,29 @@ def order_body(**overrides):
     return body
 
 
+# The parts of an order fixed at creation: what "the same order" means once the pipeline runs.
+IMMUTABLE_FIELDS = ("id", "customer_id", "merchant_id", "items", "currency", "payment_method",
+                    "delivery_address", "tip_cents", "metadata", "subtotal_cents", "total_cents",
+                    "created_at")
+
+# Holds every order at `pending`: the inventory stage is external and no worker polls.
+FROZEN_PIPELINE = ("--stage-mode", "inventory=external")
+
+
+def immutable(order):
+    return {k: order[k] for k in IMMUTABLE_FIELDS}
+
+
+def wait_for(predicate, timeout=15.0, interval=0.02, what="condition"):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
 class Response:
     def __init__(self, status, headers, raw):
         self.status = status
@@ -213,6 +236,26 @@ class ServerTest(unittest.TestCase):
 
     def tearDown(self):
         self.c.close()
+
+    def assertSameOrder(self, a, b):
+        self.assertEqual(immutable(a), immutable(b))
+
+    def wait_status(self, order_id, statuses, client=None, timeout=15.0):
+        """Polls until the order's status is one of `statuses`; returns the order."""
+        c = client or self.c
+        if isinstance(statuses, str):
+            statuses = (statuses,)
+        last = {}
+
+        def check():
+            r = c.get(f"/v1/orders/{order_id}")
+            last["order"] = r.json
+            return r.json if r.status == 200 and r.json["status"] in statuses else None
+
+        try:
+            return wait_for(check, timeout, what=f"{order_id} to reach {statuses}")
+        except AssertionError:
+            raise AssertionError(f"order never reached {statuses}: {last.get('order')}")
 
     def assertError(self, r, status, code):
         self.assertEqual(r.status, status, r)

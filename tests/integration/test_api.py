@@ -5,8 +5,8 @@ import socket
 import time
 import unittest
 
-from harness import (ADMIN_KEY, CLIENT_KEY, OTHER_TENANT_KEY, WORKER_KEY, Client, Server,
-                     ServerTest, order_body)
+from harness import (ADMIN_KEY, CLIENT_KEY, FROZEN_PIPELINE, OTHER_TENANT_KEY, WORKER_KEY, Client,
+                     Server, ServerTest, order_body)
 
 ISO_MS = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
 
@@ -51,6 +51,7 @@ class AuthTest(ServerTest):
 
 
 class CreateTest(ServerTest):
+    server_args = FROZEN_PIPELINE
     def test_created_order_resource(self):
         r = self.c.create(order_body(), idem="create-1")
         self.assertEqual(r.status, 201, r)
@@ -63,23 +64,31 @@ class CreateTest(ServerTest):
         self.assertEqual(o["subtotal_cents"], 2 * 899)
         self.assertEqual(o["total_cents"], 2 * 899 + 200)
         self.assertEqual(o["status"], "pending")
-        self.assertEqual(o["version"], 1)
+        self.assertEqual(o["version"], 1)  # as placed
         self.assertRegex(o["created_at"], ISO_MS)
         self.assertEqual(o["created_at"], o["updated_at"])
         self.assertIsNone(o["failure"])
+        self.assertEqual(o["payment"], {"status": "none", "authorized_cents": 0, "captured_cents": 0})
+        self.assertIsNone(o["courier_id"])
 
         g = self.c.get(f"/v1/orders/{o['id']}")
         self.assertEqual(g.status, 200)
-        self.assertEqual(g.json, o)
+        self.assertSameOrder(g.json, o)
+        # The pipeline has requested the reservation (held: inventory is external here).
+        self.assertEqual(g.json["status"], "pending")
+        self.assertEqual(g.json["version"], 2)
 
         e = self.c.get(f"/v1/orders/{o['id']}/events")
         self.assertEqual(e.status, 200)
         events = e.json["events"]
-        self.assertEqual([ev["seq"] for ev in events], [1])
+        self.assertEqual([ev["seq"] for ev in events], [1, 2])
         self.assertEqual(events[0]["type"], "order_placed")
         self.assertRegex(events[0]["at"], ISO_MS)
         self.assertEqual(events[0]["data"]["customer_id"], "c-1")
-        self.assertEqual(events[-1]["seq"], o["version"])
+        self.assertEqual(events[1]["type"], "effect_requested")
+        self.assertEqual(events[1]["data"], {"stage": "inventory", "action": "reserve", "attempt": 1,
+                                             "idempotency_key": f"{o['id']}:inventory:reserve"})
+        self.assertEqual(events[-1]["seq"], g.json["version"])
 
     def test_defaults(self):
         r = self.c.create(order_body(tip_cents=None, metadata=None))
@@ -156,6 +165,7 @@ class CreateTest(ServerTest):
 
 
 class ReadTest(ServerTest):
+    server_args = FROZEN_PIPELINE
     def test_not_found(self):
         self.assertError(self.c.get("/v1/orders/06h2bq4684006000"), 404, "not_found")
         self.assertError(self.c.get("/v1/orders/06h2bq4684006000/events"), 404, "not_found")
@@ -177,20 +187,25 @@ class ReadTest(ServerTest):
 
 
 class CancelTest(ServerTest):
+    # The reservation takes 300 ms: a new order is caught pending with it in flight.
+    server_args = ("--sim-latency-ms", "inventory=300")
+
     def test_cancel_then_terminal(self):
         o = self.c.create().json
         r = self.c.request("POST", f"/v1/orders/{o['id']}/cancel", {"reason": "changed my mind"})
         self.assertEqual(r.status, 202, r)
-        self.assertEqual(r.json["status"], "cancelled")
-        self.assertEqual(r.json["version"], 3)
+        self.assertEqual(r.json["status"], "cancelling")
+        done = self.wait_status(o["id"], "cancelled")
         events = self.c.get(f"/v1/orders/{o['id']}/events").json["events"]
-        self.assertEqual([e["seq"] for e in events], [1, 2, 3])
-        self.assertEqual([e["type"] for e in events], ["order_placed", "cancel_requested", "status_changed"])
-        self.assertEqual(events[1]["data"], {"reason": "changed my mind"})
-        self.assertEqual(events[2]["data"], {"from": "pending", "to": "cancelled"})
+        self.assertEqual([e["seq"] for e in events], list(range(1, done["version"] + 1)))
+        types = [e["type"] for e in events]
+        self.assertEqual(types[:4], ["order_placed", "effect_requested", "cancel_requested", "status_changed"])
+        self.assertEqual(events[2]["data"], {"reason": "changed my mind"})
+        self.assertEqual(events[3]["data"], {"from": "pending", "to": "cancelling"})
+        self.assertEqual(events[-1]["data"], {"from": "cancelling", "to": "cancelled"})
         again = self.c.request("POST", f"/v1/orders/{o['id']}/cancel")
         self.assertError(again, 409, "failed_precondition")
-        self.assertEqual(self.c.get(f"/v1/orders/{o['id']}").json["version"], 3)
+        self.assertEqual(self.c.get(f"/v1/orders/{o['id']}").json["version"], done["version"])
 
     def test_cancel_without_body_and_bad_bodies(self):
         o = self.c.create().json
@@ -203,12 +218,14 @@ class CancelTest(ServerTest):
         self.assertEqual(self.c.get(f"/v1/orders/{o['id']}").json["status"], "pending")
         r = self.c.request("POST", f"/v1/orders/{o['id']}/cancel")
         self.assertEqual(r.status, 202, r)
+        self.wait_status(o["id"], "cancelled")
 
     def test_cancel_unknown(self):
         self.assertError(self.c.request("POST", "/v1/orders/06h2bq4684006000/cancel"), 404, "not_found")
 
 
 class TenantIsolationTest(ServerTest):
+    server_args = FROZEN_PIPELINE
     def test_other_tenant_sees_nothing(self):
         o = self.c.create(order_body(customer_id="iso-1")).json
         other = Client(self.port, OTHER_TENANT_KEY)

@@ -7,7 +7,7 @@ import threading
 import time
 import unittest
 
-from harness import BIN, CLIENT_KEY, Client, Server, order_body
+from harness import BIN, CLIENT_KEY, Client, Server, immutable, order_body
 
 
 class HelpTest(unittest.TestCase):
@@ -106,7 +106,7 @@ class DrainTest(unittest.TestCase):
             for o in acknowledged:
                 r = c.get(f"/v1/orders/{o['id']}")
                 self.assertEqual(r.status, 200)
-                self.assertEqual(r.json, o)
+                self.assertEqual(immutable(r.json), immutable(o))
             c.close()
         finally:
             server.cleanup()

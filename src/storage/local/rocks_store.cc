@@ -12,9 +12,9 @@ namespace orderflow {
 namespace {
 
 // Column families, in handle order.
-enum Cf { kCfMeta = 0, kCfOrders, kCfEvents, kCfIdempotency, kCfIndexes, kCfCount };
-constexpr const char* kCfNames[kCfCount] = {"default", "orders", "events", "idempotency",
-                                             "indexes"};
+enum Cf { kCfMeta = 0, kCfOrders, kCfEvents, kCfIdempotency, kCfIndexes, kCfActive, kCfCount };
+constexpr const char* kCfNames[kCfCount] = {"default", "orders",  "events", "idempotency",
+                                             "indexes", "active"};
 
 constexpr char kMetaPartitions[] = "partitions";
 constexpr char kMetaFormat[] = "format";
@@ -56,6 +56,16 @@ std::string idempotency_key(const std::string& tenant, const std::string& key) {
   std::string k = tenant;
   k.push_back('\0');
   k.append(key);
+  return k;
+}
+
+// Non-terminal orders by partition: u16 BE partition + id bytes.
+std::string active_key(OrderId id) {
+  std::string k;
+  k.push_back(static_cast<char>(id.partition().value >> 8));
+  k.push_back(static_cast<char>(id.partition().value & 0xff));
+  auto b = id.bytes();
+  k.append(b.data(), b.size());
   return k;
 }
 
@@ -210,6 +220,10 @@ Status RocksStore::commit(const CommitBatch& batch) {
     buf.clear();
     codec::encode_order(o, buf);
     wb.Put(cfs_[kCfOrders], order_key(o.id), buf);
+    const bool was_active = w.previous_status && !is_terminal(*w.previous_status);
+    const bool now_active = !is_terminal(o.status);
+    if (now_active && !was_active) wb.Put(cfs_[kCfActive], active_key(o.id), {});
+    if (!now_active && was_active) wb.Delete(cfs_[kCfActive], active_key(o.id));
     if (!w.previous_status) {
       for (const auto& k : static_index_keys(o)) wb.Put(cfs_[kCfIndexes], k, {});
       for (const auto& k : status_index_keys(o, o.status)) wb.Put(cfs_[kCfIndexes], k, {});
@@ -372,6 +386,26 @@ Result<PartitionState> RocksStore::load_partition(PartitionId partition) {
   if (value.size() != 8) return make_error(Errc::internal, "corrupt partition clock");
   state.id_clock = get_u64_be(value);
   return state;
+}
+
+Result<std::vector<Order>> RocksStore::list_active(PartitionId partition) {
+  std::string prefix;
+  prefix.push_back(static_cast<char>(partition.value >> 8));
+  prefix.push_back(static_cast<char>(partition.value & 0xff));
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator({}, cfs_[kCfActive]));
+  std::vector<Order> out;
+  for (it->Seek(prefix); it->Valid(); it->Next()) {
+    std::string_view k = it->key().ToStringView();
+    if (k.substr(0, 2) != prefix) break;
+    auto id = OrderId::from_bytes(k.substr(2));
+    if (!id) return make_error(Errc::internal, "corrupt active-order entry");
+    auto order = get_order(*id);
+    if (!order) return order.take_error();
+    if (!order->has_value()) return make_error(Errc::internal, "active entry of a missing order");
+    out.push_back(std::move(**order));
+  }
+  if (!it->status().ok()) return io_error("read failed", it->status());
+  return out;
 }
 
 }  // namespace orderflow

@@ -51,6 +51,7 @@ class RocksStore final : public OrderStore {
                                                            const std::string& key) override;
   Result<ListPage> list_orders(const ListQuery& query) override;
   Result<PartitionState> load_partition(PartitionId partition) override;
+  Result<std::vector<Order>> list_active(PartitionId partition) override;
   bool healthy() const override { return !failed_.load(std::memory_order_acquire); }
 
  private:

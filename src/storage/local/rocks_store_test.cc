@@ -142,12 +142,14 @@ TEST(RocksStore, StatusChangeMovesIndexEntries) {
   CommitBatch b = create_batch(0, 1000, "acme", "c-1", "m-1");
   ASSERT_TRUE(store->commit(b).ok());
   Order o = b.orders[0].order;
-  auto events = cancel_order(o, "test", 2000);
-  ASSERT_TRUE(events.ok());
+  EXPECT_EQ(store->list_active(PartitionId{0})->size(), 1u);
+  auto t = cancel_order(o, "test", 2000, PipelinePolicy{});
+  ASSERT_TRUE(t.ok());
+  ASSERT_EQ(o.status, OrderStatus::cancelled);
   CommitBatch c;
   c.partition = PartitionId{0};
   c.orders.push_back({o, OrderStatus::pending});
-  c.events = *events;
+  c.events = t->events;
   c.id_clock = o.id.clock();
   ASSERT_TRUE(store->commit(c).ok());
 
@@ -163,7 +165,8 @@ TEST(RocksStore, StatusChangeMovesIndexEntries) {
       EXPECT_EQ(page->orders.size(), count) << status_name(status) << " variant " << variant;
     }
   }
-  EXPECT_EQ(store->get_events(o.id)->size(), 3u);
+  EXPECT_EQ(store->get_events(o.id)->size(), 4u);
+  EXPECT_TRUE(store->list_active(PartitionId{0})->empty());  // terminal: out of the active set
 }
 
 // Recovery cases: a child process commits and dies without closing the database (as kill -9

@@ -1,0 +1,30 @@
+// Where a stage's effects go: the built-in simulators, or the external task queue.
+#pragma once
+
+#include <functional>
+#include <memory>
+#include <string>
+
+#include "core/order.h"
+#include "core/order_machine.h"
+
+namespace orderflow {
+
+struct EffectRequest {
+  EffectCall call;
+  std::string idempotency_key;             // effect_idempotency_key(order, stage, action)
+  std::shared_ptr<const Order> order;      // the order as it was when the effect was requested
+};
+
+using EffectDone = std::function<void(EffectResult)>;
+
+class StageService {
+ public:
+  virtual ~StageService() = default;
+  // Starts the effect and returns at once. `done` is called exactly once, from any thread,
+  // unless the process stops first; the engine re-issues unanswered effects after a restart
+  // under the same idempotency key, so a service must apply each key at most once.
+  virtual void execute(EffectRequest request, EffectDone done) = 0;
+};
+
+}  // namespace orderflow
