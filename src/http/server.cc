@@ -194,15 +194,16 @@ class Session : public std::enable_shared_from_this<Session> {
   class Writer final : public StreamWriter {
    public:
     explicit Writer(std::shared_ptr<Session> s) : s_(std::move(s)) {}
+    // post, not dispatch: never re-enter the session from inside its own completion handler.
     void send(std::string chunk) override {
-      asio::dispatch(s_->stream_.get_executor(),
+      asio::post(s_->stream_.get_executor(),
                      [s = s_, c = std::move(chunk)]() mutable { s->stream_send(std::move(c)); });
     }
     void close() override {
-      asio::dispatch(s_->stream_.get_executor(), [s = s_] { s->stream_close(); });
+      asio::post(s_->stream_.get_executor(), [s = s_] { s->stream_close(); });
     }
     void on_closed(std::function<void()> fn) override {
-      asio::dispatch(s_->stream_.get_executor(), [s = s_, fn = std::move(fn)]() mutable {
+      asio::post(s_->stream_.get_executor(), [s = s_, fn = std::move(fn)]() mutable {
         if (s->stream_finished_) {
           fn();
         } else {
@@ -254,6 +255,7 @@ class Session : public std::enable_shared_from_this<Session> {
   }
 
   void stream_write_next() {
+    if (stream_writing_) return;  // one write at a time; its completion continues
     if (stream_out_.empty() || stream_finished_) {
       if (stream_closing_) stream_finish();
       return;

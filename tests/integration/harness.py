@@ -21,7 +21,9 @@ CLIENT_KEY = "test-client-key-0001"
 ADMIN_KEY = "test-admin-key-00001"
 WORKER_KEY = "test-worker-key-0001"
 OTHER_TENANT_KEY = "test-other-tenant-01"
+OTHER_WORKER_KEY = "test-other-worker-01"
 DEFAULT_KEYS = [
+    f"{OTHER_WORKER_KEY}:globex:worker",
     f"{CLIENT_KEY}:acme:client",
     f"{ADMIN_KEY}:acme:admin",
     f"{WORKER_KEY}:acme:worker",
