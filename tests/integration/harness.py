@@ -183,7 +183,9 @@ class Server:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"orderflow exited with {self.proc.returncode}: {self.log()}")
             time.sleep(0.02)
-        raise RuntimeError(f"orderflow did not become ready: {self.log()}")
+        log = self.log()
+        self.kill()
+        raise RuntimeError(f"orderflow did not become ready: {log}")
 
     def log(self):
         if not self.log_path or not os.path.exists(self.log_path):
@@ -224,14 +226,16 @@ class ServerTest(unittest.TestCase):
 
     @classmethod
     def setUpClass(cls):
-        cls.server = Server(args=cls.server_args).start()
+        cls.server = Server(args=cls.server_args)
+        # Registered first: runs even when the rest of a subclass's setUpClass fails.
+        cls.addClassCleanup(cls.server.cleanup)
+        cls.server.start()
         cls.port = cls.server.port
 
     @classmethod
     def tearDownClass(cls):
-        if cls.server.proc.poll() is None:
+        if cls.server.proc is not None and cls.server.proc.poll() is None:
             cls.server.terminate()
-        cls.server.cleanup()
 
     def setUp(self):
         self.c = Client(self.port, CLIENT_KEY)
