@@ -149,12 +149,92 @@ bool is_valid_token(std::string_view s, size_t max_chars) {
   return std::all_of(s.begin(), s.end(), token_char);
 }
 
+namespace {
+Result<OrderRequest> parse_order_element(element doc, const std::string& prefix);
+}  // namespace
+
 Result<OrderRequest> parse_order_request(std::string_view body) {
   element doc;
   if (auto err = thread_parser().parse(body.data(), body.size()).get(doc)) return json_error(err);
+  return parse_order_element(doc, "");
+}
+
+Result<std::vector<BatchItem>> parse_order_batch(std::string_view body) {
+  element doc;
+  if (auto err = thread_parser().parse(body.data(), body.size()).get(doc)) return json_error(err);
+  simdjson::dom::object obj;
+  if (doc.get_object().get(obj)) return make_error(Errc::invalid_argument, "body must be a JSON object");
+  simdjson::dom::array orders;
+  bool seen = false;
+  for (auto field : obj) {
+    std::string_view k = field.key;
+    if (k != "orders") {
+      return Error{Errc::invalid_argument, std::string(k) + ": unknown field",
+                   {{std::string(k), "unknown field"}}};
+    }
+    if (seen || field.value.get_array().get(orders)) {
+      return Error{Errc::invalid_argument, "orders: must be one array",
+                   {{"orders", "must be an array of {idempotency_key, order}"}}};
+    }
+    seen = true;
+  }
+  if (!seen) return Error{Errc::invalid_argument, "orders: is required", {{"orders", "is required"}}};
+  size_t n = orders.size();
+  if (n < 1 || n > kBatchOrdersMax) {
+    return Error{Errc::invalid_argument, "orders: must have 1-1000 entries",
+                 {{"orders", "must have 1-1000 entries"}}};
+  }
+  std::vector<BatchItem> items;
+  items.reserve(n);
+  size_t i = 0;
+  for (element entry : orders) {
+    std::string path = "orders[" + std::to_string(i++) + "]";
+    BatchItem item{{}, make_error(Errc::invalid_argument, "")};
+    simdjson::dom::object eo;
+    if (entry.get_object().get(eo)) {
+      item.request = Error{Errc::invalid_argument, path + ": must be an object",
+                           {{path, "must be {idempotency_key, order}"}}};
+      items.push_back(std::move(item));
+      continue;
+    }
+    std::vector<FieldViolation> bad;
+    std::optional<element> order;
+    for (auto field : eo) {
+      std::string_view k = field.key;
+      std::string_view v;
+      if (k == "idempotency_key") {
+        if (field.value.get_string().get(v) || !is_valid_idempotency_key(v)) {
+          bad.push_back({path + ".idempotency_key", "must be 1-128 characters of [A-Za-z0-9._:-]"});
+        } else {
+          item.idempotency_key.assign(v);
+        }
+      } else if (k == "order") {
+        order = field.value;
+      } else {
+        bad.push_back({path + "." + std::string(k), "unknown field"});
+      }
+    }
+    if (item.idempotency_key.empty() && bad.empty()) {
+      bad.push_back({path + ".idempotency_key", "is required"});
+    }
+    if (!order) bad.push_back({path + ".order", "is required"});
+    if (!bad.empty()) {
+      std::string msg = bad.front().field + ": " + bad.front().reason;
+      item.request = Error{Errc::invalid_argument, std::move(msg), std::move(bad)};
+    } else {
+      item.request = parse_order_element(*order, path + ".order.");
+    }
+    items.push_back(std::move(item));
+  }
+  return items;
+}
+
+namespace {
+Result<OrderRequest> parse_order_element(element doc, const std::string& prefix) {
   simdjson::dom::object obj;
   if (doc.get_object().get(obj)) {
-    return make_error(Errc::invalid_argument, "body must be a JSON object");
+    return make_error(Errc::invalid_argument,
+                      prefix.empty() ? "body must be a JSON object" : prefix + ": must be an object");
   }
 
   OrderRequest req;
@@ -257,9 +337,19 @@ Result<OrderRequest> parse_order_request(std::string_view body) {
   for (int f : {kCustomer, kMerchant, kItems, kCurrency, kPayment, kAddress}) {
     if (!seen[f]) v.add(kNames[f], "is required");
   }
-  if (!v.empty()) return std::move(v).to_error();
+  if (!v.empty()) {
+    Error e = std::move(v).to_error();
+    if (!prefix.empty()) {
+      for (auto& d : e.details) d.field = prefix + d.field;
+      e.message = "request is invalid: " + (e.details.size() == 1
+                                                ? e.details[0].field + ": " + e.details[0].reason
+                                                : std::to_string(e.details.size()) + " invalid fields");
+    }
+    return e;
+  }
   return req;
 }
+}  // namespace
 
 Result<std::string> parse_cancel_request(std::string_view body) {
   if (std::all_of(body.begin(), body.end(), [](char c) {

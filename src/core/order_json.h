@@ -20,6 +20,15 @@ inline bool is_valid_idempotency_key(std::string_view s) {
 // Body of POST /v1/orders. Errors: invalid_json (malformed), invalid_argument (violations).
 Result<OrderRequest> parse_order_request(std::string_view body);
 
+// Body of POST /v1/orders:batch: {"orders":[{"idempotency_key":"...","order":{...}}, ...]}.
+// The envelope's errors fail the whole call; each item is validated on its own.
+inline constexpr size_t kBatchOrdersMax = 1000;
+struct BatchItem {
+  std::string idempotency_key;
+  Result<OrderRequest> request;  // the item's own validation result
+};
+Result<std::vector<BatchItem>> parse_order_batch(std::string_view body);
+
 // Optional body of POST /v1/orders/{id}/cancel: {"reason":"..."}; empty body → empty reason.
 Result<std::string> parse_cancel_request(std::string_view body);
 

@@ -92,6 +92,10 @@ void Api::handle(Request& req, Respond respond) {
     }
     return;
   }
+  if (path == "/v1/orders:batch") {
+    if (allow(Method::post, "POST", kRoleClient)) create_batch(b, *who, req, respond);
+    return;
+  }
   if (split_resource(path, "/v1/orders/", id_text, sub)) {
     if (id_text.empty()) return not_found();
     if (sub.empty() || sub == "/events" || sub == "/stream") {

@@ -36,6 +36,7 @@ class Api final : public Handler {
  private:
   // orders.cc
   void create_order(const Backend& b, const Principal& who, Request& req, Respond& respond);
+  void create_batch(const Backend& b, const Principal& who, Request& req, Respond& respond);
   void list_orders(const Backend& b, const Principal& who, Request& req, Respond& respond,
                    std::optional<OrderStatus> forced_status = std::nullopt);
   void get_order(const Backend& b, const Principal& who, OrderId id, Respond& respond);

@@ -80,6 +80,71 @@ void Api::create_order(const Backend& b, const Principal& who, Request& req, Res
       });
 }
 
+void Api::create_batch(const Backend& b, const Principal& who, Request& req, Respond& respond) {
+  if (!is_json_media_type(req.content_type)) {
+    return respond(error_response(Errc::unsupported_media_type,
+                                  "Content-Type must be application/json"));
+  }
+  auto items = parse_order_batch(req.body);
+  if (!items) return respond(error_response(items.error()));
+
+  // Each item is answered as POST /v1/orders would answer it; the call answers once all have.
+  struct Batch {
+    std::mutex mu;
+    std::vector<std::string> results;
+    size_t remaining;
+    Respond respond;
+  };
+  auto batch = std::make_shared<Batch>();
+  batch->results.resize(items->size());
+  batch->remaining = items->size();
+  batch->respond = std::move(respond);
+  auto finish_one = [batch](size_t i, std::string result) {
+    std::lock_guard lock(batch->mu);
+    batch->results[i] = std::move(result);
+    if (--batch->remaining > 0) return;
+    Response r;
+    size_t bytes = 16;
+    for (const auto& x : batch->results) bytes += x.size() + 1;
+    r.body.reserve(bytes);
+    r.body = "{\"results\":[";
+    for (size_t k = 0; k < batch->results.size(); ++k) {
+      if (k) r.body.push_back(',');
+      r.body += batch->results[k];
+    }
+    r.body += "]}";
+    batch->respond(std::move(r));
+  };
+  auto item_json = [](const std::string& key, int status, std::string_view rest) {
+    std::string out = "{\"idempotency_key\":\"";
+    JsonWriter::escape_into(out, key);
+    out += "\",\"status\":" + std::to_string(status) + ",";
+    out += rest.substr(1);  // the object's members after its '{'
+    return out;
+  };
+  for (size_t i = 0; i < items->size(); ++i) {
+    BatchItem& item = (*items)[i];
+    if (!item.request) {
+      Response e = error_response(item.request.error());
+      finish_one(i, item_json(item.idempotency_key, e.status, e.body));
+      continue;
+    }
+    std::string key = item.idempotency_key;
+    b.engine->place(PlaceCommand{who.tenant, item.idempotency_key, std::move(*item.request)},
+                    [finish_one, item_json, i, key](Result<CommandResult> result) {
+                      if (!result) {
+                        Response e = error_response(result.error());
+                        return finish_one(i, item_json(key, e.status, e.body));
+                      }
+                      std::string order = "{\"order\":";
+                      render_order(result->order, order);
+                      order += "}";
+                      int status = result->outcome == Outcome::replayed ? 200 : 201;
+                      finish_one(i, item_json(key, status, order));
+                    });
+  }
+}
+
 void Api::get_order(const Backend& b, const Principal& who, OrderId id, Respond& respond) {
   auto order = b.engine->store().get_order(id);
   if (!order) return respond(error_response(order.error()));

@@ -4,6 +4,7 @@
 #include <boost/asio.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
+#include <algorithm>
 #include <array>
 #include <chrono>
 #include <deque>
@@ -79,8 +80,13 @@ class Session : public std::enable_shared_from_this<Session> {
 
  private:
   void do_read() {
+    body_limit_ = server_.options.body_bytes_max;
     parser_.emplace();
-    parser_->body_limit(server_.options.body_bytes_max);
+    // The largest any route takes; each route's own limit is checked once the path is known.
+    parser_->body_limit(std::max(server_.options.body_bytes_max,
+                                 server_.options.large_body_paths.empty()
+                                     ? size_t{0}
+                                     : server_.options.large_body_bytes_max));
     parser_->header_limit(static_cast<uint32_t>(server_.options.header_bytes_max));
     stream_.expires_after(std::chrono::seconds(server_.options.idle_timeout_s));
     bhttp::async_read_header(stream_, buffer_, *parser_,
@@ -93,8 +99,7 @@ class Session : public std::enable_shared_from_this<Session> {
     keep_alive_ = false;
     if (ec == bhttp::error::body_limit) {
       write(error_response(Errc::payload_too_large,
-                           "request body exceeds " +
-                               std::to_string(server_.options.body_bytes_max) + " bytes"));
+                           "request body exceeds " + std::to_string(body_limit_) + " bytes"));
     } else if (ec == bhttp::error::header_limit) {
       Response r = error_response(Errc::invalid_argument, "request headers are too large");
       r.status = 431;
@@ -108,9 +113,21 @@ class Session : public std::enable_shared_from_this<Session> {
     return true;
   }
 
+  size_t body_limit_for(beast::string_view target) const {
+    beast::string_view path = target.substr(0, target.find('?'));
+    for (const auto& p : server_.options.large_body_paths) {
+      if (path == p) return server_.options.large_body_bytes_max;
+    }
+    return server_.options.body_bytes_max;
+  }
+
   void on_header(beast::error_code ec, size_t) {
     if (read_failed(ec)) return;
     auto& req = parser_->get();
+    body_limit_ = body_limit_for(req.target());
+    if (auto len = parser_->content_length(); len && *len > body_limit_) {
+      return (void)read_failed(bhttp::error::body_limit);
+    }
     auto expect = req[bhttp::field::expect];
     if (beast::iequals(expect, "100-continue")) {
       // curl sends this for bodies over 1 KiB and waits a second unless answered.
@@ -132,6 +149,9 @@ class Session : public std::enable_shared_from_this<Session> {
 
   void on_read(beast::error_code ec, size_t) {
     if (read_failed(ec)) return;
+    if (parser_->get().body().size() > body_limit_) {
+      return (void)read_failed(bhttp::error::body_limit);  // a chunked body over the route's limit
+    }
     stream_.expires_never();  // the handler may take as long as a durable write takes
     req_ = parser_->release();
     keep_alive_ = req_.keep_alive();
@@ -303,6 +323,7 @@ class Session : public std::enable_shared_from_this<Session> {
   std::optional<bhttp::response<bhttp::string_body>> res_;
   bool keep_alive_ = true;
   bool handled_ = false;
+  size_t body_limit_ = 0;
 
   static constexpr size_t kStreamBacklogMax = 256;
   std::deque<std::string> stream_out_;

@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "core/result.h"
 #include "http/message.h"
@@ -21,6 +22,9 @@ struct ServerOptions {
   int io_threads = 2;
   size_t connections_max = 10000;
   size_t body_bytes_max = 64 * 1024;
+  // Paths (exact) that accept larger bodies, up to large_body_bytes_max.
+  std::vector<std::string> large_body_paths;
+  size_t large_body_bytes_max = 4 * 1024 * 1024;
   size_t header_bytes_max = 16 * 1024;
   int idle_timeout_s = 60;
 };
