@@ -2,6 +2,7 @@
 
 #include <CLI/CLI.hpp>
 
+#include "app/bench.h"
 #include "app/serve.h"
 
 namespace orderflow::app {
@@ -78,12 +79,56 @@ int run_cli(int argc, char** argv) {
   serve_cmd->add_option("--sim-closed-merchant", serve_opts.sim_closed_merchants,
                         "ID (repeatable): the merchant simulator rejects this merchant's orders");
 
+  BenchOptions bo;
+  CLI::App* bench_cmd = app.add_subcommand(
+      "bench", "Drive a server with realistic orders; report throughput, latency, errors and "
+               "whether every acknowledged order reached a terminal status");
+  bench_cmd->add_option("--server", bo.server, "http://HOST:PORT of the server")->capture_default_str();
+  bench_cmd->add_option("--api-key", bo.api_key, "A key with role client (default: $ORDERFLOW_API_KEY)");
+  bench_cmd->add_option("--connections", bo.connections, "Concurrent connections")
+      ->check(CLI::Range(1, 10000))
+      ->capture_default_str();
+  bench_cmd->add_option("--rate", bo.rate,
+                        "Open loop: orders/s to send on schedule (latency counts from the "
+                        "intended send time); 0 = closed loop")
+      ->check(CLI::Range(0.0, 10000000.0))
+      ->capture_default_str();
+  bench_cmd->add_option("--duration", bo.duration_s, "Seconds to measure, after the warm-up")
+      ->check(CLI::Range(0.1, 86400.0))
+      ->capture_default_str();
+  bench_cmd->add_option("--orders", bo.orders, "Stop after this many orders instead (0: by duration)")
+      ->capture_default_str();
+  bench_cmd->add_option("--warmup", bo.warmup_s, "Seconds of load before measuring")
+      ->check(CLI::Range(0.0, 3600.0))
+      ->capture_default_str();
+  bench_cmd->add_option("--batch", bo.batch, "Send POST /v1/orders:batch with N orders each")
+      ->check(CLI::Range(0, 1000))
+      ->capture_default_str();
+  bench_cmd->add_option("--json", bo.json_path, "Also write the results as JSON to FILE");
+  bench_cmd->add_flag("--embedded", bo.embedded, "Start a server of our own on an ephemeral port");
+  bench_cmd->add_option("--data-dir", bo.data_dir, "--embedded: data directory (default: temporary)");
+  bench_cmd->add_option("--durability", bo.durability, "--embedded: fsync|none")
+      ->check(CLI::IsMember({"fsync", "none"}))
+      ->capture_default_str();
+  bench_cmd->add_option("--partitions", bo.partitions, "--embedded: partitions")
+      ->check(CLI::Range(1, 256))
+      ->capture_default_str();
+  bench_cmd->add_option("--server-args", bo.server_args, "--embedded: more `serve` flags, e.g. \"--sim-latency-ms payment=5\"");
+  bench_cmd->add_flag("!--no-terminal-check", bo.check_terminal,
+                      "Skip checking that acknowledged orders reach a terminal status");
+  bench_cmd->add_option("--terminal-timeout", bo.terminal_timeout_s,
+                        "Seconds to wait for acknowledged orders to finish")
+      ->capture_default_str();
+  bench_cmd->add_option("--seed", bo.seed, "Random seed for the generated orders (0: random)");
+  bench_cmd->add_flag("--quiet", bo.quiet, "No progress lines");
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
     return app.exit(e);
   }
   if (serve_cmd->parsed()) return serve(serve_opts);
+  if (bench_cmd->parsed()) return bench(bo);
   return 2;
 }
 

@@ -1,0 +1,624 @@
+#include "app/bench.h"
+
+#include <signal.h>
+#include <simdjson.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <boost/asio.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+#include <chrono>
+#include <cstdio>
+#include <deque>
+#include <fcntl.h>
+
+#include <filesystem>
+#include <sstream>
+#include <fstream>
+#include <map>
+#include <memory>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "app/histogram.h"
+#include "core/json_writer.h"
+
+extern char** environ;
+
+namespace orderflow::app {
+namespace {
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace bhttp = boost::beast::http;
+using tcp = asio::ip::tcp;
+using SteadyClock = std::chrono::steady_clock;
+
+double seconds_between(SteadyClock::time_point a, SteadyClock::time_point b) {
+  return std::chrono::duration<double>(b - a).count();
+}
+
+bool parse_url(const std::string& url, std::string& host, uint16_t& port) {
+  std::string rest = url;
+  if (rest.rfind("http://", 0) == 0) rest = rest.substr(7);
+  if (!rest.empty() && rest.back() == '/') rest.pop_back();
+  size_t colon = rest.rfind(':');
+  if (colon == std::string::npos) return false;
+  host = rest.substr(0, colon);
+  if (host.size() > 2 && host.front() == '[') host = host.substr(1, host.size() - 2);
+  try {
+    int p = std::stoi(rest.substr(colon + 1));
+    if (p <= 0 || p > 65535) return false;
+    port = static_cast<uint16_t>(p);
+  } catch (...) {
+    return false;
+  }
+  return !host.empty();
+}
+
+// A string value after `"name":"` in a JSON text, or empty (enough for our own responses).
+std::string_view json_string_field(std::string_view body, std::string_view name) {
+  std::string needle = "\"" + std::string(name) + "\":\"";
+  size_t at = body.find(needle);
+  if (at == std::string_view::npos) return {};
+  at += needle.size();
+  size_t end = body.find('"', at);
+  return end == std::string_view::npos ? std::string_view() : body.substr(at, end - at);
+}
+
+// Realistic orders: many customers, fewer merchants, 1-4 lines from a menu, tips, metadata.
+class OrderFactory {
+ public:
+  OrderFactory(uint64_t seed, std::string run_id) : rng_(seed), run_id_(std::move(run_id)) {}
+
+  std::string key() { return run_id_ + "-" + std::to_string(++seq_); }
+
+  std::string body() {
+    static const char* kMenu[] = {"burger", "fries", "cola", "salad", "pizza-margherita",
+                                  "pad-thai", "sushi-set", "ramen", "taco", "burrito",
+                                  "ice-cream", "coffee", "bagel", "soup", "curry"};
+    static const char* kChannels[] = {"ios", "android", "web"};
+    std::string b;
+    b.reserve(512);
+    b += "{\"customer_id\":\"c-" + std::to_string(pick(1, 100000)) + "\",";
+    b += "\"merchant_id\":\"m-" + std::to_string(pick(1, 2000)) + "\",\"items\":[";
+    int lines = static_cast<int>(pick(1, 4));
+    for (int i = 0; i < lines; ++i) {
+      if (i) b += ",";
+      b += "{\"sku\":\"";
+      b += kMenu[pick(0, 14)];
+      b += "\",\"quantity\":" + std::to_string(pick(1, 3)) +
+           ",\"unit_price_cents\":" + std::to_string(pick(199, 2999)) + "}";
+    }
+    b += "],\"currency\":\"USD\",\"payment_method\":\"tok_visa\",";
+    b += "\"delivery_address\":\"" + std::to_string(pick(1, 999)) + " Main St, Springfield\",";
+    b += "\"tip_cents\":" + std::to_string(pick(0, 500)) + ",";
+    b += "\"metadata\":{\"channel\":\"";
+    b += kChannels[pick(0, 2)];
+    b += "\"}}";
+    return b;
+  }
+
+ private:
+  uint64_t pick(uint64_t lo, uint64_t hi) { return lo + rng_() % (hi - lo + 1); }
+  std::mt19937_64 rng_;
+  std::string run_id_;
+  uint64_t seq_ = 0;
+};
+
+struct Results {
+  LatencyHistogram latency_us;   // measured requests (after warm-up)
+  LatencyHistogram interval_us;  // since the last progress line
+  uint64_t requests_sent = 0;
+  uint64_t requests_measured = 0;
+  uint64_t orders_acked = 0;          // 201 or 200 (replay), all phases
+  uint64_t orders_acked_measured = 0;
+  uint64_t interval_acked = 0;
+  std::map<std::string, uint64_t> errors;
+  std::vector<std::string> ids;       // acknowledged order ids
+};
+
+class Load {
+ public:
+  Load(const BenchOptions& o, std::string host, uint16_t port, uint64_t seed, std::string run_id)
+      : o_(o), host_(std::move(host)), port_(port), factory_(seed, std::move(run_id)),
+        progress_(ioc_) {}
+
+  Results run() {
+    tcp::resolver resolver(ioc_);
+    endpoints_ = resolver.resolve(host_, std::to_string(port_));
+    start_ = SteadyClock::now();
+    measure_start_ = start_ + std::chrono::duration_cast<SteadyClock::duration>(
+                                  std::chrono::duration<double>(o_.warmup_s));
+    end_ = measure_start_ + std::chrono::duration_cast<SteadyClock::duration>(
+                                std::chrono::duration<double>(o_.duration_s));
+    for (int i = 0; i < o_.connections; ++i) {
+      auto c = std::make_shared<Conn>(ioc_);
+      conns_.push_back(c);
+      connect(c);
+    }
+    schedule_progress();
+    ioc_.run();
+    measured_s_ = seconds_between(measure_start_, std::min(last_response_, end_));
+    return std::move(r_);
+  }
+
+  double measured_seconds() const { return measured_s_; }
+
+ private:
+  struct Conn {
+    explicit Conn(asio::io_context& ioc) : sock(ioc), timer(ioc) {}
+    tcp::socket sock;
+    asio::steady_timer timer;
+    beast::flat_buffer buf;
+    std::optional<bhttp::response_parser<bhttp::string_body>> parser;
+    std::string req;
+    SteadyClock::time_point intended;
+    int orders_in_request = 1;
+    int reconnects = 0;
+  };
+
+  int per_request() const { return o_.batch > 0 ? o_.batch : 1; }
+
+  bool done_issuing(SteadyClock::time_point now) const {
+    if (o_.orders > 0) return issued_orders_ >= o_.orders;
+    return now >= end_;
+  }
+
+  void connect(const std::shared_ptr<Conn>& c) {
+    asio::async_connect(c->sock, endpoints_, [this, c](beast::error_code ec, const tcp::endpoint&) {
+      if (ec) {
+        ++r_.errors["connect_error"];
+        return finish_conn(c);
+      }
+      c->sock.set_option(tcp::no_delay(true));
+      next(c);
+    });
+  }
+
+  void finish_conn(const std::shared_ptr<Conn>& c) {
+    beast::error_code ignored;
+    c->sock.close(ignored);
+    if (++finished_ == conns_.size()) progress_.cancel();
+  }
+
+  void next(const std::shared_ptr<Conn>& c) {
+    auto now = SteadyClock::now();
+    if (done_issuing(now)) return finish_conn(c);
+    uint64_t ticket = tickets_++;
+    c->orders_in_request = per_request();
+    if (o_.orders > 0) {
+      c->orders_in_request = static_cast<int>(
+          std::min<uint64_t>(static_cast<uint64_t>(per_request()), o_.orders - issued_orders_));
+    }
+    issued_orders_ += static_cast<uint64_t>(c->orders_in_request);
+    if (o_.rate > 0) {
+      // Open loop: request k is due at start + k / request_rate, whether or not the server
+      // kept up; latency counts from that time, so stalls are not hidden.
+      double request_rate = o_.rate / per_request();
+      c->intended = start_ + std::chrono::duration_cast<SteadyClock::duration>(
+                                 std::chrono::duration<double>(static_cast<double>(ticket) / request_rate));
+      if (c->intended > now) {
+        c->timer.expires_at(c->intended);
+        c->timer.async_wait([this, c](beast::error_code) { send(c); });
+        return;
+      }
+    } else {
+      c->intended = now;
+    }
+    send(c);
+  }
+
+  void build_request(Conn& c) {
+    std::string body, key;
+    std::string target = "/v1/orders";
+    if (o_.batch > 0) {
+      target = "/v1/orders:batch";
+      body = "{\"orders\":[";
+      for (int i = 0; i < c.orders_in_request; ++i) {
+        if (i) body += ",";
+        body += "{\"idempotency_key\":\"" + factory_.key() + "\",\"order\":" + factory_.body() + "}";
+      }
+      body += "]}";
+    } else {
+      key = factory_.key();
+      body = factory_.body();
+    }
+    c.req.clear();
+    c.req += "POST " + target + " HTTP/1.1\r\nHost: " + host_ + "\r\nAuthorization: Bearer " +
+             o_.api_key + "\r\nContent-Type: application/json\r\n";
+    if (!key.empty()) c.req += "Idempotency-Key: " + key + "\r\n";
+    c.req += "Content-Length: " + std::to_string(body.size()) + "\r\n\r\n";
+    c.req += body;
+  }
+
+  void send(const std::shared_ptr<Conn>& c) {
+    build_request(*c);
+    ++r_.requests_sent;
+    asio::async_write(c->sock, asio::buffer(c->req), [this, c](beast::error_code ec, size_t) {
+      if (ec) return failed(c, "connection_error");
+      c->parser.emplace();
+      c->parser->body_limit(64 * 1024 * 1024);
+      bhttp::async_read(c->sock, c->buf, *c->parser, [this, c](beast::error_code ec2, size_t) {
+        if (ec2) return failed(c, "connection_error");
+        on_response(c);
+      });
+    });
+  }
+
+  void failed(const std::shared_ptr<Conn>& c, const char* what) {
+    ++r_.errors[what];
+    beast::error_code ignored;
+    c->sock.close(ignored);
+    if (++c->reconnects > 100) return finish_conn(c);
+    c->sock = tcp::socket(ioc_);
+    c->buf.clear();
+    connect(c);
+  }
+
+  void on_response(const std::shared_ptr<Conn>& c) {
+    auto now = SteadyClock::now();
+    last_response_ = now;
+    const auto& res = c->parser->get();
+    const bool measured = c->intended >= measure_start_ && c->intended < end_;
+    uint64_t us = static_cast<uint64_t>(
+        std::chrono::duration_cast<std::chrono::microseconds>(now - c->intended).count());
+    if (measured) {
+      r_.latency_us.record(us);
+      ++r_.requests_measured;
+    }
+    r_.interval_us.record(us);
+    uint64_t acked = 0;
+    const std::string& body = res.body();
+    int status = res.result_int();
+    if (o_.batch > 0 && status == 200) {
+      simdjson::dom::element doc;
+      simdjson::dom::array results;
+      if (parser_.parse(body).get(doc) || doc["results"].get_array().get(results)) {
+        ++r_.errors["bad_batch_response"];
+      } else {
+        for (auto item : results) {
+          int64_t st = 0;
+          if (item["status"].get_int64().get(st)) st = 0;
+          std::string_view id;
+          if ((st == 201 || st == 200) && !item["order"]["id"].get_string().get(id)) {
+            r_.ids.emplace_back(id);
+            ++acked;
+          } else {
+            std::string_view code;
+            if (item["error"]["code"].get_string().get(code)) code = {};
+            ++r_.errors[code.empty() ? std::to_string(st) : std::string(code)];
+          }
+        }
+      }
+    } else if (status == 201 || status == 200) {
+      std::string_view id = json_string_field(body, "id");
+      if (!id.empty()) r_.ids.emplace_back(id);
+      acked = 1;
+    } else {
+      std::string_view code = json_string_field(body, "code");
+      ++r_.errors[code.empty() ? "http_" + std::to_string(status) : std::string(code)];
+    }
+    r_.orders_acked += acked;
+    r_.interval_acked += acked;
+    if (measured) r_.orders_acked_measured += acked;
+    if (!res.keep_alive()) return failed(c, "server_closed");
+    next(c);
+  }
+
+  void schedule_progress() {
+    progress_.expires_after(std::chrono::seconds(1));
+    progress_.async_wait([this](beast::error_code ec) {
+      if (ec || finished_ == conns_.size()) return;
+      if (!o_.quiet) {
+        double t = seconds_between(start_, SteadyClock::now());
+        std::string errs;
+        for (auto& [k, v] : r_.errors) errs += " " + k + "=" + std::to_string(v);
+        std::fprintf(stderr,
+                     "[%5.1fs]%s sent=%llu acked=%llu rate=%llu/s p99=%.2fms errors:%s\n", t,
+                     SteadyClock::now() < measure_start_ ? " warm-up" : "",
+                     static_cast<unsigned long long>(r_.requests_sent),
+                     static_cast<unsigned long long>(r_.orders_acked),
+                     static_cast<unsigned long long>(r_.interval_acked),
+                     static_cast<double>(r_.interval_us.quantile(0.99)) / 1000.0,
+                     errs.empty() ? " none" : errs.c_str());
+      }
+      r_.interval_acked = 0;
+      r_.interval_us.reset();
+      schedule_progress();
+    });
+  }
+
+  const BenchOptions& o_;
+  std::string host_;
+  uint16_t port_;
+  OrderFactory factory_;
+  asio::io_context ioc_;
+  tcp::resolver::results_type endpoints_;
+  std::vector<std::shared_ptr<Conn>> conns_;
+  asio::steady_timer progress_;
+  simdjson::dom::parser parser_;
+  SteadyClock::time_point start_, measure_start_, end_, last_response_;
+  uint64_t tickets_ = 0;
+  uint64_t issued_orders_ = 0;
+  size_t finished_ = 0;
+  double measured_s_ = 0;
+  Results r_;
+};
+
+// After the load: polls every acknowledged order until it is terminal or time runs out.
+struct TerminalReport {
+  std::map<std::string, uint64_t> by_status;
+  std::vector<std::string> not_terminal;  // ids (first 20 listed)
+  uint64_t not_terminal_count = 0;
+  uint64_t checked = 0;
+  double seconds = 0;
+};
+
+TerminalReport check_terminal(const BenchOptions& o, const std::string& host, uint16_t port,
+                              std::vector<std::string> ids) {
+  TerminalReport rep;
+  rep.checked = ids.size();
+  auto t0 = SteadyClock::now();
+  auto deadline = t0 + std::chrono::duration_cast<SteadyClock::duration>(
+                           std::chrono::duration<double>(o.terminal_timeout_s));
+  asio::io_context ioc;
+  tcp::resolver resolver(ioc);
+  auto endpoints = resolver.resolve(host, std::to_string(port));
+  std::deque<std::string> queue(ids.begin(), ids.end());
+  std::map<std::string, std::string> last_status;
+  struct Conn {
+    explicit Conn(asio::io_context& ioc) : sock(ioc), timer(ioc) {}
+    tcp::socket sock;
+    asio::steady_timer timer;
+    beast::flat_buffer buf;
+    bhttp::request<bhttp::empty_body> req;
+    std::optional<bhttp::response_parser<bhttp::string_body>> parser;
+    std::string id;
+  };
+  std::function<void(std::shared_ptr<Conn>)> next;
+  next = [&](std::shared_ptr<Conn> c) {
+    if (queue.empty()) return;
+    if (SteadyClock::now() >= deadline) {
+      for (auto& id : queue) {
+        ++rep.not_terminal_count;
+        if (rep.not_terminal.size() < 20) rep.not_terminal.push_back(id + " (" + last_status[id] + ")");
+        ++rep.by_status[last_status[id].empty() ? "unknown" : last_status[id]];
+      }
+      queue.clear();
+      return;
+    }
+    c->id = queue.front();
+    queue.pop_front();
+    c->req = {bhttp::verb::get, "/v1/orders/" + c->id, 11};
+    c->req.set(bhttp::field::host, host);
+    c->req.set(bhttp::field::authorization, "Bearer " + o.api_key);
+    bhttp::async_write(c->sock, c->req, [&, c](beast::error_code ec, size_t) {
+      if (ec) return;
+      c->parser.emplace();
+      bhttp::async_read(c->sock, c->buf, *c->parser, [&, c](beast::error_code ec2, size_t) {
+        if (ec2) return;
+        std::string status(json_string_field(c->parser->get().body(), "status"));
+        if (status == "delivered" || status == "cancelled" || status == "failed") {
+          ++rep.by_status[status];
+          next(c);
+        } else {
+          last_status[c->id] = status;
+          queue.push_back(c->id);  // not yet: look again shortly
+          c->timer.expires_after(std::chrono::milliseconds(queue.size() < 64 ? 50 : 0));
+          c->timer.async_wait([&, c](beast::error_code) { next(c); });
+        }
+      });
+    });
+  };
+  std::vector<std::shared_ptr<Conn>> conns;
+  for (int i = 0; i < std::min(o.connections, 32); ++i) {
+    auto c = std::make_shared<Conn>(ioc);
+    conns.push_back(c);
+    asio::async_connect(c->sock, endpoints, [&, c](beast::error_code ec, const tcp::endpoint&) {
+      if (!ec) next(c);
+    });
+  }
+  ioc.run();
+  for (auto& id : queue) {  // connections failed: whatever is left is unchecked
+    ++rep.not_terminal_count;
+    if (rep.not_terminal.size() < 20) rep.not_terminal.push_back(id + " (unchecked)");
+  }
+  rep.seconds = seconds_between(t0, SteadyClock::now());
+  return rep;
+}
+
+// The embedded server: this binary's `serve`, in a child process on an ephemeral port.
+struct Embedded {
+  pid_t pid = -1;
+  std::string dir;
+  bool owns_dir = false;
+  uint16_t port = 0;
+};
+
+std::optional<Embedded> start_embedded(const BenchOptions& o, const std::string& key) {
+  Embedded e;
+  if (o.data_dir.empty()) {
+    std::string tmpl = (std::filesystem::temp_directory_path() / "orderflow-bench-XXXXXX").string();
+    if (!mkdtemp(tmpl.data())) return std::nullopt;
+    e.dir = tmpl;
+    e.owns_dir = true;
+  } else {
+    e.dir = o.data_dir;
+  }
+  std::string log = e.dir + "/bench-server.log";
+  std::vector<std::string> args = {"/proc/self/exe", "serve", "--listen", "127.0.0.1:0",
+                                   "--data-dir", e.dir + "/data", "--durability", o.durability,
+                                   "--partitions", std::to_string(o.partitions), "--api-key",
+                                   key + ":bench:client+admin"};
+  std::stringstream extra(o.server_args);
+  for (std::string a; extra >> a;) args.push_back(a);
+  std::vector<char*> argv;
+  for (auto& a : args) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  posix_spawn_file_actions_t fa;
+  posix_spawn_file_actions_init(&fa);
+  posix_spawn_file_actions_addopen(&fa, 2, log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
+  int rc = posix_spawn(&e.pid, "/proc/self/exe", &fa, nullptr, argv.data(), environ);
+  posix_spawn_file_actions_destroy(&fa);
+  if (rc != 0) return std::nullopt;
+  for (int i = 0; i < 600; ++i) {
+    std::ifstream in(log);
+    std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    size_t at = text.find("ready on ");
+    if (at != std::string::npos) {
+      size_t colon = text.find(':', at + 9);
+      size_t eol = text.find('\n', at);
+      if (colon != std::string::npos && eol != std::string::npos) {
+        e.port = static_cast<uint16_t>(std::stoi(text.substr(colon + 1, eol - colon - 1)));
+        return e;
+      }
+    }
+    int status;
+    if (waitpid(e.pid, &status, WNOHANG) == e.pid) {
+      std::fprintf(stderr, "orderflow bench: the embedded server exited:\n%s\n", text.c_str());
+      return std::nullopt;
+    }
+    usleep(50000);
+  }
+  kill(e.pid, SIGKILL);
+  return std::nullopt;
+}
+
+void stop_embedded(Embedded& e) {
+  if (e.pid > 0) {
+    kill(e.pid, SIGTERM);
+    int status;
+    waitpid(e.pid, &status, 0);
+  }
+  if (e.owns_dir) {
+    std::error_code ec;
+    std::filesystem::remove_all(e.dir, ec);
+  }
+}
+
+}  // namespace
+
+int bench(const BenchOptions& in) {
+  BenchOptions o = in;
+  if (o.api_key.empty()) {
+    if (const char* env = std::getenv("ORDERFLOW_API_KEY")) o.api_key = env;
+  }
+  std::random_device rd;
+  uint64_t seed = o.seed ? o.seed : (uint64_t{rd()} << 32 | rd());
+  std::string run_id = "bench-" + std::to_string(seed % 1000000007);
+  std::fprintf(stderr, "orderflow bench: seed=%llu (repeat with --seed)\n",
+               static_cast<unsigned long long>(seed));
+
+  std::string host;
+  uint16_t port = 0;
+  Embedded embedded;
+  if (o.embedded) {
+    if (o.api_key.empty()) o.api_key = "bench-embedded-" + std::to_string(seed);
+    auto e = start_embedded(o, o.api_key);
+    if (!e) {
+      std::fprintf(stderr, "orderflow bench: could not start the embedded server\n");
+      return 1;
+    }
+    embedded = *e;
+    host = "127.0.0.1";
+    port = embedded.port;
+    std::fprintf(stderr, "orderflow bench: embedded server pid %d on 127.0.0.1:%u, data in %s\n",
+                 embedded.pid, port, embedded.dir.c_str());
+  } else if (!parse_url(o.server, host, port)) {
+    std::fprintf(stderr, "orderflow bench: --server must be http://HOST:PORT\n");
+    return 2;
+  }
+  if (o.api_key.empty()) {
+    std::fprintf(stderr, "orderflow bench: an API key with role client is needed (--api-key or "
+                         "ORDERFLOW_API_KEY)\n");
+    return 2;
+  }
+
+  Load load(o, host, port, seed, run_id);
+  Results r = load.run();
+  double secs = load.measured_seconds();
+  TerminalReport term;
+  if (o.check_terminal) term = check_terminal(o, host, port, r.ids);
+  if (o.embedded) stop_embedded(embedded);
+
+  const auto& h = r.latency_us;
+  double throughput = secs > 0 ? static_cast<double>(r.orders_acked_measured) / secs : 0;
+  double req_rate = secs > 0 ? static_cast<double>(r.requests_measured) / secs : 0;
+  auto ms = [](uint64_t us) { return static_cast<double>(us) / 1000.0; };
+  uint64_t errors_total = 0;
+  for (auto& [k, v] : r.errors) errors_total += v;
+
+  std::printf("mode: %s, connections: %d%s%s\n", o.rate > 0 ? "open loop" : "closed loop",
+              o.connections, o.rate > 0 ? (", target " + std::to_string(static_cast<long>(o.rate)) + " orders/s").c_str() : "",
+              o.batch > 0 ? (", batches of " + std::to_string(o.batch)).c_str() : "");
+  std::printf("measured: %.1f s after %.1f s warm-up; %llu orders acknowledged in all\n", secs,
+              o.warmup_s, static_cast<unsigned long long>(r.orders_acked));
+  std::printf("throughput: %.0f orders/s (%.0f requests/s)\n", throughput, req_rate);
+  std::printf("latency (ms): p50 %.2f  p90 %.2f  p99 %.2f  p99.9 %.2f  max %.2f  (%llu requests)\n",
+              ms(h.quantile(0.5)), ms(h.quantile(0.9)), ms(h.quantile(0.99)), ms(h.quantile(0.999)),
+              ms(h.max()), static_cast<unsigned long long>(h.count()));
+  std::printf("errors: %llu", static_cast<unsigned long long>(errors_total));
+  for (auto& [k, v] : r.errors) std::printf("  %s=%llu", k.c_str(), static_cast<unsigned long long>(v));
+  std::printf("\n");
+  if (o.check_terminal) {
+    std::printf("terminal check: %llu acknowledged orders, %llu not terminal after %.1f s;",
+                static_cast<unsigned long long>(term.checked),
+                static_cast<unsigned long long>(term.not_terminal_count), term.seconds);
+    for (auto& [k, v] : term.by_status) std::printf(" %s=%llu", k.c_str(), static_cast<unsigned long long>(v));
+    std::printf("\n");
+    for (auto& id : term.not_terminal) std::printf("  not terminal: %s\n", id.c_str());
+  }
+
+  if (!o.json_path.empty()) {
+    std::string j;
+    JsonWriter w(j);
+    w.begin_object()
+        .field("mode", o.rate > 0 ? "open" : "closed")
+        .field("connections", o.connections)
+        .field("target_rate", static_cast<int64_t>(o.rate))
+        .field("batch", o.batch)
+        .field("warmup_s", static_cast<int64_t>(o.warmup_s))
+        .field("seed", seed);
+    w.key("measured_s").raw(std::to_string(secs));
+    w.field("orders_acknowledged", r.orders_acked)
+        .field("orders_acknowledged_measured", r.orders_acked_measured);
+    w.key("throughput_orders_per_s").raw(std::to_string(throughput));
+    w.key("requests_per_s").raw(std::to_string(req_rate));
+    w.key("latency_ms").begin_object();
+    for (auto [name, q] : {std::pair{"p50", 0.5}, {"p90", 0.9}, {"p99", 0.99}, {"p999", 0.999}}) {
+      w.key(name).raw(std::to_string(ms(h.quantile(q))));
+    }
+    w.key("max").raw(std::to_string(ms(h.max())));
+    w.key("mean").raw(std::to_string(h.mean() / 1000.0));
+    w.end_object();
+    w.key("errors").begin_object();
+    for (auto& [k, v] : r.errors) w.field(k, v);
+    w.end_object();
+    if (o.check_terminal) {
+      w.key("terminal").begin_object().field("checked", term.checked)
+          .field("not_terminal", term.not_terminal_count);
+      w.key("by_status").begin_object();
+      for (auto& [k, v] : term.by_status) w.field(k, v);
+      w.end_object();
+      w.key("not_terminal_ids").begin_array();
+      for (auto& id : term.not_terminal) w.value(id);
+      w.end_array().end_object();
+    }
+    w.end_object();
+    std::ofstream out(o.json_path, std::ios::trunc);
+    out << j << "\n";
+    if (!out) {
+      std::fprintf(stderr, "orderflow bench: cannot write %s\n", o.json_path.c_str());
+      return 1;
+    }
+  }
+  if (o.check_terminal && term.not_terminal_count > 0) return 3;
+  return 0;
+}
+
+}  // namespace orderflow::app
