@@ -24,9 +24,8 @@ uint64_t steady_ms() {
                                    .count());
 }
 
-// Key spaces of the ledger database.
-std::string final_key(const std::string& idempotency_key) { return "k" + idempotency_key; }
-std::string counter_key(OrderId id, Action a) {
+// Key spaces of the ledger database: "o" + order id + action → Entry; "s" + SKU → stock.
+std::string entry_key(OrderId id, Action a) {
   auto b = id.bytes();
   std::string k = "o";
   k.append(b.data(), b.size());
@@ -35,50 +34,41 @@ std::string counter_key(OrderId id, Action a) {
 }
 std::string stock_key(const std::string& sku) { return "s" + sku; }
 
-// A final outcome: what a repeated key answers.
-struct Final {
+// Everything known about one (order, action): one read and one write per request.
+struct Entry {
+  std::string key;            // the idempotency key the outcome is recorded under
+  uint32_t requests = 0;
+  uint32_t applied = 0;
+  bool final = false;         // an outcome to answer repeats of `key` with
   EffectOutcome outcome = EffectOutcome::success;
-  std::string code;
+  std::string code;           // last failure code, "" for success
   std::string courier_id;
 };
 
-std::string encode_final(const Final& f) {
+std::string encode_entry(const Entry& e) {
   std::string s;
-  s.push_back(static_cast<char>(f.outcome));
-  codec::put_bytes(s, f.code);
-  codec::put_bytes(s, f.courier_id);
+  codec::put_bytes(s, e.key);
+  codec::put_varint(s, e.requests);
+  codec::put_varint(s, e.applied);
+  s.push_back(static_cast<char>(e.final ? 1 : 0));
+  s.push_back(static_cast<char>(e.outcome));
+  codec::put_bytes(s, e.code);
+  codec::put_bytes(s, e.courier_id);
   return s;
-}
-bool decode_final(std::string_view v, Final& f) {
-  codec::Reader r(v);
-  uint8_t o;
-  if (!r.byte(o) || o > 2 || !r.bytes(f.code) || !r.bytes(f.courier_id) || !r.done()) return false;
-  f.outcome = static_cast<EffectOutcome>(o);
-  return true;
 }
 
-struct Counter {
-  std::string key;
-  uint32_t requests = 0;
-  uint32_t applied = 0;
-  std::string outcome;
-};
-std::string encode_counter(const Counter& c) {
-  std::string s;
-  codec::put_bytes(s, c.key);
-  codec::put_varint(s, c.requests);
-  codec::put_varint(s, c.applied);
-  codec::put_bytes(s, c.outcome);
-  return s;
-}
-bool decode_counter(std::string_view v, Counter& c) {
+bool decode_entry(std::string_view v, Entry& e) {
   codec::Reader r(v);
   uint64_t req, app;
-  if (!r.bytes(c.key) || !r.varint(req) || !r.varint(app) || !r.bytes(c.outcome) || !r.done()) {
+  uint8_t fin, out;
+  if (!r.bytes(e.key) || !r.varint(req) || !r.varint(app) || !r.byte(fin) || fin > 1 ||
+      !r.byte(out) || out > 2 || !r.bytes(e.code) || !r.bytes(e.courier_id) || !r.done()) {
     return false;
   }
-  c.requests = static_cast<uint32_t>(req);
-  c.applied = static_cast<uint32_t>(app);
+  e.requests = static_cast<uint32_t>(req);
+  e.applied = static_cast<uint32_t>(app);
+  e.final = fin == 1;
+  e.outcome = static_cast<EffectOutcome>(out);
   return true;
 }
 
@@ -137,6 +127,14 @@ struct Simulators::Impl {
     put(stock_key(sku), std::move(v));
   }
 
+  Entry load(OrderId id, Action a) {
+    Entry e;
+    if (auto v = get(entry_key(id, a))) {
+      if (!decode_entry(*v, e)) std::fprintf(stderr, "orderflow: corrupt simulator ledger entry\n");
+    }
+    return e;
+  }
+
   // Applies one request against the ledger; returns its result.
   EffectResult process(const EffectRequest& req) {
     const EffectCall& call = req.call;
@@ -147,24 +145,23 @@ struct Simulators::Impl {
     r.action = call.action;
     r.attempt = call.attempt;
 
-    Counter counter;
-    const std::string ck = counter_key(call.order_id, call.action);
-    if (auto v = get(ck)) decode_counter(*v, counter);
-    if (counter.key.empty()) counter.key = req.idempotency_key;
-    ++counter.requests;
-
-    Final fin;
-    if (auto v = get(final_key(req.idempotency_key)); v && decode_final(*v, fin)) {
+    Entry e = load(call.order_id, call.action);
+    ++e.requests;
+    if (e.final && e.key == req.idempotency_key) {
       // A repeated key: answer what was answered, change nothing.
-      r.outcome = fin.outcome;
-      r.code = fin.code;
-      r.message = fin.code.empty() ? "" : "recorded outcome of an earlier request";
-      r.courier_id = fin.courier_id;
-      put(ck, encode_counter(counter));
+      r.outcome = e.outcome;
+      r.code = e.code;
+      r.message = e.code.empty() ? "" : "recorded outcome of an earlier request";
+      r.courier_id = e.courier_id;
+      put(entry_key(call.order_id, call.action), encode_entry(e));
       return r;
     }
-
-    bool is_final = true;
+    // A new key for this (order, action): it executes. (A correct engine never sends a
+    // second key; if it did, `applied` would show it.)
+    e.key = req.idempotency_key;
+    e.final = true;
+    e.outcome = EffectOutcome::success;
+    e.code.clear();
     switch (call.action) {
       case Action::reserve: {
         std::map<std::string, int64_t> need;
@@ -175,8 +172,8 @@ struct Simulators::Impl {
           if (have && *have < qty) short_sku = sku;
         }
         if (!short_sku.empty()) {
-          fin.outcome = EffectOutcome::permanent;
-          fin.code = "out_of_stock";
+          e.outcome = EffectOutcome::permanent;
+          e.code = "out_of_stock";
           r.message = "not enough stock of " + short_sku;
         } else {
           for (auto& [sku, qty] : need) {
@@ -186,14 +183,9 @@ struct Simulators::Impl {
         break;
       }
       case Action::release: {
-        Counter reserved;
-        auto rv = get(counter_key(call.order_id, Action::reserve));
-        Final reserve_fin;
-        auto rf = get(final_key(effect_idempotency_key(call.order_id, Stage::inventory, Action::reserve)));
-        bool was_reserved = rv && decode_counter(*rv, reserved) && reserved.applied > 0 && rf &&
-                            decode_final(*rf, reserve_fin) &&
-                            reserve_fin.outcome == EffectOutcome::success;
-        if (was_reserved && counter.applied == 0) {
+        Entry reserved = load(call.order_id, Action::reserve);
+        bool was_reserved = reserved.applied > 0 && reserved.outcome == EffectOutcome::success;
+        if (was_reserved && e.applied == 0) {
           for (const LineItem& it : order.request.items) {
             if (auto have = stock_of(it.sku)) set_stock(it.sku, *have + it.quantity);
           }
@@ -203,41 +195,39 @@ struct Simulators::Impl {
       case Action::authorize: {
         const std::string& token = order.request.payment_method;
         if (token == "tok_declined") {
-          fin.outcome = EffectOutcome::permanent;
-          fin.code = "payment_declined";
+          e.outcome = EffectOutcome::permanent;
+          e.code = "payment_declined";
           r.message = "the card was declined";
         } else if (token == "tok_insufficient_funds") {
-          fin.outcome = EffectOutcome::permanent;
-          fin.code = "insufficient_funds";
+          e.outcome = EffectOutcome::permanent;
+          e.code = "insufficient_funds";
           r.message = "insufficient funds";
-        } else if (token == "tok_flaky" && counter.requests <= 2) {
-          is_final = false;
-          fin.outcome = EffectOutcome::transient;
-          fin.code = "processor_unavailable";
+        } else if (token == "tok_flaky" && e.requests <= 2) {
+          e.final = false;  // a transient failure is not an outcome to repeat
+          e.outcome = EffectOutcome::transient;
+          e.code = "processor_unavailable";
           r.message = "the payment processor is temporarily unavailable";
         }
         break;
       }
       case Action::confirm:
         if (closed(order.request.merchant_id)) {
-          fin.outcome = EffectOutcome::permanent;
-          fin.code = "merchant_rejected";
+          e.outcome = EffectOutcome::permanent;
+          e.code = "merchant_rejected";
           r.message = "merchant " + order.request.merchant_id + " is closed";
         }
         break;
       case Action::assign:
-        fin.courier_id = "courier-" + std::to_string(fnv1a64(call.order_id.str()) % 10000);
+        e.courier_id = "courier-" + std::to_string(fnv1a64(call.order_id.str()) % 10000);
         break;
       default:
         break;  // void, capture, notify_cancel, unassign, deliver: always succeed
     }
-    if (fin.outcome == EffectOutcome::success) ++counter.applied;
-    counter.outcome = fin.outcome == EffectOutcome::success ? "ok" : fin.code;
-    put(ck, encode_counter(counter));
-    if (is_final) put(final_key(req.idempotency_key), encode_final(fin));
-    r.outcome = fin.outcome;
-    r.code = fin.code;
-    r.courier_id = fin.courier_id;
+    if (e.outcome == EffectOutcome::success) ++e.applied;
+    put(entry_key(call.order_id, call.action), encode_entry(e));
+    r.outcome = e.outcome;
+    r.code = e.code;
+    r.courier_id = e.courier_id;
     return r;
   }
 
@@ -340,14 +330,14 @@ Result<std::vector<LedgerEntry>> Simulators::ledger(OrderId order_id) {
   for (it->Seek(prefix); it->Valid(); it->Next()) {
     std::string_view k = it->key().ToStringView();
     if (k.substr(0, prefix.size()) != prefix || k.size() != prefix.size() + 1) break;
-    Counter c;
-    if (!decode_counter(it->value().ToStringView(), c)) {
+    Entry e;
+    uint8_t a = static_cast<uint8_t>(k.back());
+    if (!decode_entry(it->value().ToStringView(), e) || a >= kActionCount) {
       return make_error(Errc::internal, "corrupt simulator ledger entry");
     }
-    uint8_t a = static_cast<uint8_t>(k.back());
-    if (a >= kActionCount) return make_error(Errc::internal, "corrupt simulator ledger key");
-    out.push_back(LedgerEntry{order_id, static_cast<Action>(a), c.key, c.requests, c.applied,
-                              c.outcome});
+    std::string outcome = e.outcome == EffectOutcome::success ? "ok" : e.code;
+    out.push_back(LedgerEntry{order_id, static_cast<Action>(a), e.key, e.requests, e.applied,
+                              std::move(outcome)});
   }
   return out;
 }
