@@ -1,5 +1,5 @@
 # The two commands of the README: `make run` and `make test`. Everything else is a helper.
-.PHONY: setup build run test test-asan build-asan clean format
+.PHONY: setup build run test test-asan build-asan bench clean format
 
 JOBS ?= 2
 LISTEN ?= 127.0.0.1:8080
@@ -27,6 +27,11 @@ build-asan: setup
 # The same suite against the ASan+UBSan build.
 test-asan: build-asan
 	@cd build-asan && ASAN_OPTIONS=detect_leaks=1 ctest --output-on-failure -j$(JOBS)
+
+# Benchmarks (not tests): figures and ratios on this machine, into bench/results/.
+bench: build
+	@bash scripts/setup.sh bench
+	@bash bench/run.sh
 
 format:
 	@clang-format -i $$(git ls-files 'src/*.cc' 'src/*.h')

@@ -9,6 +9,11 @@ packages=(
   python3 curl ca-certificates procps
 )
 
+# `setup.sh bench`: also what `make bench` measures against.
+if [ "${1:-}" = "bench" ]; then
+  packages+=(postgresql nginx-light wrk)
+fi
+
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -147,6 +147,8 @@ class Load {
   }
 
   double measured_seconds() const { return measured_s_; }
+  // From the first request to the last response, warm-up included.
+  double total_seconds() const { return seconds_between(start_, last_response_); }
 
  private:
   struct Conn {
@@ -448,6 +450,9 @@ std::optional<Embedded> start_embedded(const BenchOptions& o, const std::string&
     e.owns_dir = true;
   } else {
     e.dir = o.data_dir;
+    std::error_code ec;
+    std::filesystem::create_directories(e.dir, ec);
+    if (ec) return std::nullopt;
   }
   std::string log = e.dir + "/bench-server.log";
   std::vector<std::string> args = {"/proc/self/exe", "serve", "--listen", "127.0.0.1:0",
@@ -542,6 +547,7 @@ int bench(const BenchOptions& in) {
   Load load(o, host, port, seed, run_id);
   Results r = load.run();
   double secs = load.measured_seconds();
+  double load_secs = load.total_seconds();
   TerminalReport term;
   if (o.check_terminal) term = check_terminal(o, host, port, r.ids);
   if (o.embedded) stop_embedded(embedded);
@@ -566,6 +572,11 @@ int bench(const BenchOptions& in) {
   for (auto& [k, v] : r.errors) std::printf("  %s=%llu", k.c_str(), static_cast<unsigned long long>(v));
   std::printf("\n");
   if (o.check_terminal) {
+    uint64_t delivered = term.by_status.count("delivered") ? term.by_status.at("delivered") : 0;
+    std::printf("pipeline: %.0f orders placed and delivered per second (%llu delivered in %.1f s "
+                "of load plus %.1f s to drain)\n",
+                static_cast<double>(delivered) / (load_secs + term.seconds),
+                static_cast<unsigned long long>(delivered), load_secs, term.seconds);
     std::printf("terminal check: %llu acknowledged orders, %llu not terminal after %.1f s;",
                 static_cast<unsigned long long>(term.checked),
                 static_cast<unsigned long long>(term.not_terminal_count), term.seconds);
@@ -605,6 +616,10 @@ int bench(const BenchOptions& in) {
       w.key("by_status").begin_object();
       for (auto& [k, v] : term.by_status) w.field(k, v);
       w.end_object();
+      uint64_t delivered = term.by_status.count("delivered") ? term.by_status.at("delivered") : 0;
+      w.key("drain_s").raw(std::to_string(term.seconds));
+      w.key("load_s").raw(std::to_string(load_secs));
+      w.key("delivered_per_s").raw(std::to_string(static_cast<double>(delivered) / (load_secs + term.seconds)));
       w.key("not_terminal_ids").begin_array();
       for (auto& id : term.not_terminal) w.value(id);
       w.end_array().end_object();

@@ -209,24 +209,38 @@ Result<Order> decode_order(std::string_view bytes) {
   return o;
 }
 
-void encode_event(const Event& e, std::string& out) {
+void encode_events(const std::vector<const Event*>& run, std::string& out) {
+  OF_ASSERT(!run.empty());
   out.push_back(static_cast<char>(kEventFormat));
-  out.push_back(static_cast<char>(e.type));
-  put_varint(out, e.at_ms);
-  put_bytes(out, e.data_json);
+  put_varint(out, run.size());
+  for (size_t i = 0; i < run.size(); ++i) {
+    const Event& e = *run[i];
+    OF_ASSERT(e.seq == run[0]->seq + i && e.order_id == run[0]->order_id);
+    out.push_back(static_cast<char>(e.type));
+    put_varint(out, e.at_ms);
+    put_bytes(out, e.data_json);
+  }
 }
 
-Result<Event> decode_event(OrderId order_id, uint32_t seq, std::string_view bytes) {
+Status decode_events(OrderId order_id, uint32_t first_seq, std::string_view bytes,
+                     std::vector<Event>& out) {
   Reader rd(bytes);
-  uint8_t format, type;
-  Event e;
-  e.order_id = order_id;
-  e.seq = seq;
+  uint8_t format;
+  uint64_t count;
   if (!rd.byte(format) || format != kEventFormat) return corrupt("unknown event format");
-  if (!rd.byte(type) || type >= kEventTypeCount) return corrupt("event type");
-  e.type = static_cast<EventType>(type);
-  if (!rd.varint(e.at_ms) || !rd.bytes(e.data_json) || !rd.done()) return corrupt("event body");
-  return e;
+  if (!rd.varint(count) || count == 0 || count > 1000000) return corrupt("event count");
+  for (uint64_t i = 0; i < count; ++i) {
+    Event e;
+    uint8_t type;
+    e.order_id = order_id;
+    e.seq = first_seq + static_cast<uint32_t>(i);
+    if (!rd.byte(type) || type >= kEventTypeCount) return corrupt("event type");
+    e.type = static_cast<EventType>(type);
+    if (!rd.varint(e.at_ms) || !rd.bytes(e.data_json)) return corrupt("event body");
+    out.push_back(std::move(e));
+  }
+  if (!rd.done()) return corrupt("trailing bytes after events");
+  return Status::ok_status();
 }
 
 }  // namespace orderflow::codec

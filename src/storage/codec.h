@@ -6,6 +6,7 @@
 
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "core/order.h"
 #include "core/result.h"
@@ -13,14 +14,18 @@
 namespace orderflow::codec {
 
 inline constexpr uint8_t kOrderFormat = 1;
-inline constexpr uint8_t kEventFormat = 1;
+inline constexpr uint8_t kEventFormat = 2;  // a run of consecutive events of one order
 
 void encode_order(const Order& order, std::string& out);
 Result<Order> decode_order(std::string_view bytes);
 
-// The event's order id and seq live in the key; the value holds the rest.
-void encode_event(const Event& event, std::string& out);
-Result<Event> decode_event(OrderId order_id, uint32_t seq, std::string_view bytes);
+// A run of consecutive events of one order, stored under one key (order id, first seq): the
+// events one batch appended to an order cost one write. The key holds the order id and the
+// first seq; the value holds the rest. `run` must be non-empty with consecutive seqs.
+void encode_events(const std::vector<const Event*>& run, std::string& out);
+// Appends the run's events to `out`.
+Status decode_events(OrderId order_id, uint32_t first_seq, std::string_view bytes,
+                     std::vector<Event>& out);
 
 void put_varint(std::string& out, uint64_t v);
 void put_bytes(std::string& out, std::string_view s);

@@ -82,20 +82,25 @@ TEST(Codec, UnknownFormatAndBadFieldsAreRejected) {
   }
 }
 
-TEST(Codec, EventRoundTrip) {
-  Event e{OrderId::make(5, PartitionId{1}, 2), 7, EventType::status_changed, 123456,
-          R"({"from":"pending","to":"cancelled"})"};
+TEST(Codec, EventRunRoundTrip) {
+  OrderId id = OrderId::make(5, PartitionId{1}, 2);
+  Event a{id, 7, EventType::effect_succeeded, 123456, R"({"stage":"payment"})"};
+  Event b{id, 8, EventType::status_changed, 123457, R"({"from":"pending","to":"cancelled"})"};
   std::string bytes;
-  codec::encode_event(e, bytes);
-  auto back = codec::decode_event(e.order_id, e.seq, bytes);
-  ASSERT_TRUE(back.ok());
-  EXPECT_EQ(*back, e);
+  codec::encode_events({&a, &b}, bytes);
+  std::vector<Event> back;
+  ASSERT_TRUE(codec::decode_events(id, 7, bytes, back).ok());
+  EXPECT_EQ(back, (std::vector<Event>{a, b}));
   for (size_t n = 0; n < bytes.size(); ++n) {
-    EXPECT_FALSE(codec::decode_event(e.order_id, e.seq, std::string_view(bytes).substr(0, n)).ok());
+    std::vector<Event> partial;
+    EXPECT_FALSE(codec::decode_events(id, 7, std::string_view(bytes).substr(0, n), partial).ok()) << n;
   }
   std::string bad_type = bytes;
-  bad_type[1] = 99;
-  EXPECT_FALSE(codec::decode_event(e.order_id, e.seq, bad_type).ok());
+  bad_type[2] = 99;  // the first event's type
+  std::vector<Event> ignored;
+  EXPECT_FALSE(codec::decode_events(id, 7, bad_type, ignored).ok());
+  std::string trailing = bytes + "x";
+  EXPECT_FALSE(codec::decode_events(id, 7, trailing, ignored).ok());
 }
 
 TEST(Codec, VarintBounds) {

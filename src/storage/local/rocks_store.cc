@@ -7,6 +7,8 @@
 #include <rocksdb/table.h>
 #include <rocksdb/write_batch.h>
 
+#include <unordered_map>
+
 #include "storage/codec.h"
 
 namespace orderflow {
@@ -108,6 +110,20 @@ void append_desc_id(std::string& k, OrderId id) {
   for (char c : id.bytes()) k.push_back(static_cast<char>(~static_cast<uint8_t>(c)));
 }
 
+// Index keys share a prefix per (tenant, kind, value) and new entries of a prefix arrive in
+// roughly descending order of their (complemented) id suffix, i.e. each next to the previous
+// one: the prefix lets the memtable remember the last insert position per index.
+class IndexPrefix final : public rocksdb::SliceTransform {
+ public:
+  const char* Name() const override { return "orderflow.IndexPrefix"; }
+  rocksdb::Slice Transform(const rocksdb::Slice& key) const override {
+    return rocksdb::Slice(key.data(), key.size() - OrderId::kByteLength);
+  }
+  bool InDomain(const rocksdb::Slice& key) const override {
+    return key.size() > OrderId::kByteLength;
+  }
+};
+
 std::optional<OrderId> desc_id_from_key(std::string_view key) {
   if (key.size() < OrderId::kByteLength) return std::nullopt;
   char b[OrderId::kByteLength];
@@ -169,6 +185,8 @@ Result<std::unique_ptr<RocksStore>> RocksStore::open(const RocksStoreOptions& op
       // (the 10-byte id prefix) so the next event's memtable insert starts there.
       cf.memtable_insert_with_hint_prefix_extractor.reset(
           rocksdb::NewFixedPrefixTransform(OrderId::kByteLength));
+    } else if (i == kCfIndexes) {
+      cf.memtable_insert_with_hint_prefix_extractor = std::make_shared<IndexPrefix>();
     }
     descs.emplace_back(kCfNames[i], cf);
   }
@@ -238,10 +256,13 @@ Status RocksStore::commit(const CommitBatch& batch) {
       for (const auto& k : status_index_keys(o, o.status)) wb.Put(cfs_[kCfIndexes], k, {});
     }
   }
-  for (const Event& e : batch.events) {
+  // One write per order: its events of this batch are consecutive (one writer per order).
+  std::unordered_map<OrderId, std::vector<const Event*>, OrderIdHash> runs;
+  for (const Event& e : batch.events) runs[e.order_id].push_back(&e);
+  for (const auto& [id, run] : runs) {
     buf.clear();
-    codec::encode_event(e, buf);
-    wb.Put(cfs_[kCfEvents], event_key(e.order_id, e.seq), buf);
+    codec::encode_events(run, buf);
+    wb.Put(cfs_[kCfEvents], event_key(id, run.front()->seq), buf);
   }
   for (const IdempotencyEntry& ie : batch.idempotency) {
     buf = order_key(ie.order_id);
@@ -285,9 +306,10 @@ Result<std::vector<Event>> RocksStore::get_events(OrderId id) {
   for (it->Seek(prefix); it->Valid(); it->Next()) {
     std::string_view k = it->key().ToStringView();
     if (k.size() != prefix.size() + 4 || k.substr(0, prefix.size()) != prefix) break;
-    auto e = codec::decode_event(id, get_u32_be(k.substr(prefix.size())), it->value().ToStringView());
-    if (!e) return e.take_error();
-    events.push_back(std::move(*e));
+    uint32_t first = get_u32_be(k.substr(prefix.size()));
+    if (first != events.size() + 1) return make_error(Errc::internal, "gap in an order's events");
+    Status s = codec::decode_events(id, first, it->value().ToStringView(), events);
+    if (!s.ok()) return s.error();
   }
   if (!it->status().ok()) return io_error("read failed", it->status());
   return events;

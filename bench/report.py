@@ -1,0 +1,116 @@
+"""Turns one `make bench` run into a table (stdout), results/latest.json and results/latest.svg.
+
+Every figure comes from this run's measurements; goals are the issue's, and each ratio is
+reported as measured, met or not."""
+import datetime
+import html
+import json
+import os
+import platform
+import re
+import sys
+
+work, out = sys.argv[1], sys.argv[2]
+args = dict(a.split("=", 1) for a in sys.argv[3:])
+num = lambda k: float(args[k]) if args.get(k) not in (None, "") else None
+
+
+def load(name):
+    try:
+        with open(os.path.join(work, name)) as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return None
+
+
+pipeline = load("pipeline.json") or {}
+latency = load("latency.json") or {}
+stored = load("stored.json") or {}
+pg_text = open(os.path.join(work, "pg.txt")).read() if os.path.exists(os.path.join(work, "pg.txt")) else ""
+m = re.search(r"delivered_orders_per_s=([\d.]+)", pg_text)
+pg_rate = float(m.group(1)) if m else None
+
+of_pipeline = pipeline.get("terminal", {}).get("delivered_per_s")
+ratio = lambda a, b: (a / b) if a and b else None
+create_rps, nginx_rps = num("create_rps"), num("nginx_rps")
+get_rps, health_rps = num("get_rps"), num("health_rps")
+p99 = latency.get("latency_ms", {}).get("p99")
+rss_mib = num("rss_peak_kb") / 1024 if num("rss_peak_kb") else None
+restart_s = num("restart_s")
+
+rows = [
+    # name, value, unit, reference, goal text, goal check
+    ("full pipeline vs PostgreSQL", ratio(of_pipeline, pg_rate), "x",
+     f"{of_pipeline or 0:.0f} vs {pg_rate or 0:.0f} delivered orders/s", ">= 50x",
+     lambda v: v >= 50),
+    ("single-order creates vs nginx static", ratio(create_rps, nginx_rps), "x",
+     f"{create_rps or 0:.0f} vs {nginx_rps or 0:.0f} requests/s", ">= 0.30x", lambda v: v >= 0.30),
+    ("GET by id vs /healthz", ratio(get_rps, health_rps), "x",
+     f"{get_rps or 0:.0f} vs {health_rps or 0:.0f} requests/s", ">= 0.60x", lambda v: v >= 0.60),
+    ("create p99 at 50% of max rate", p99, "ms",
+     f"p50 {latency.get('latency_ms', {}).get('p50', 0):.2f} / p99.9 "
+     f"{latency.get('latency_ms', {}).get('p999', 0):.2f} ms at {latency.get('target_rate', 0)} orders/s",
+     "<= 10 ms", lambda v: v <= 10),
+    (f"peak RSS, {int(num('stored') or 0):,} orders delivered", rss_mib, "MiB",
+     f"{(num('rss_after_kb') or 0) / 1024:.0f} MiB at the end, {(num('disk_kb') or 0) / 1024:.0f} MiB on disk",
+     "<= 1024 MiB (5M orders)", lambda v: v <= 1024),
+    (f"restart to ready, {int(num('stored') or 0):,} stored", restart_s, "s", "", "<= 5 s (5M orders)",
+     lambda v: v <= 5),
+]
+
+print()
+print(f"{'metric':44} {'measured':>12}  {'goal':>22}  met  detail")
+results = []
+for name, value, unit, detail, goal, check in rows:
+    met = check(value) if value is not None else None
+    shown = "n/a" if value is None else (f"{value:.2f} {unit}" if unit != "x" else f"{value:.2f}x")
+    print(f"{name:44} {shown:>12}  {goal:>22}  {'yes' if met else ('no' if met is False else '-'):>3}  {detail}")
+    results.append({"metric": name, "value": value, "unit": unit, "goal": goal, "met": met, "detail": detail})
+print()
+
+doc = {
+    "when": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+    "machine": {"cores": os.cpu_count(), "kernel": platform.release(),
+                "memory_gib": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1)},
+    "settings": {"seconds": num("seconds"), "connections": num("connections"), "durability": "fsync"},
+    "results": results,
+    "raw": {"pipeline": pipeline, "postgresql": pg_text.strip(), "latency": latency, "stored": stored,
+            "wrk": {k: num(k) for k in ("create_rps", "nginx_rps", "get_rps", "health_rps")},
+            "stored_orders": num("stored"), "fill_s": num("fill_s"), "rss_peak_kb": num("rss_peak_kb"),
+            "rss_after_kb": num("rss_after_kb"), "disk_kb": num("disk_kb"), "restart_s": restart_s},
+}
+os.makedirs(out, exist_ok=True)
+with open(os.path.join(out, "latest.json"), "w") as f:
+    json.dump(doc, f, indent=2)
+
+# Chart: each result as a percentage of its goal (100% = goal met exactly), log-free bars.
+W, row_h, left = 860, 46, 330
+H = 70 + row_h * len(results)
+svg = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" font-family="sans-serif" font-size="13">',
+       f'<rect width="{W}" height="{H}" fill="white"/>',
+       f'<text x="20" y="28" font-size="16" font-weight="bold">orderflow make bench — {doc["when"]} — share of each goal reached</text>']
+scale = (W - left - 40) / 200.0  # 200% of goal spans the chart
+goal_x = left + 100 * scale
+for i, r in enumerate(results):
+    y = 50 + i * row_h
+    v = r["value"]
+    if v is None:
+        pct = 0
+    elif r["unit"] in ("ms", "MiB", "s"):  # lower is better
+        limit = {"ms": 10, "MiB": 1024, "s": 5}[r["unit"]]
+        pct = 100 * limit / v if v > 0 else 200
+    else:
+        goal = float(re.search(r"([\d.]+)", r["goal"]).group(1))
+        pct = 100 * v / goal
+    pct = min(pct, 200)
+    color = "#2e7d32" if r["met"] else "#c62828"
+    label = "n/a" if v is None else (f"{v:.2f}x" if r["unit"] == "x" else f"{v:.2f} {r['unit']}")
+    svg.append(f'<text x="20" y="{y + 22}">{html.escape(r["metric"])}</text>')
+    svg.append(f'<rect x="{left}" y="{y + 8}" width="{pct * scale:.1f}" height="22" fill="{color}"/>')
+    svg.append(f'<text x="{left + pct * scale + 6:.1f}" y="{y + 24}">{html.escape(label)} (goal {html.escape(r["goal"])})</text>')
+svg.append(f'<line x1="{goal_x:.1f}" y1="40" x2="{goal_x:.1f}" y2="{H - 10}" stroke="#333" stroke-dasharray="4 3"/>')
+svg.append(f'<text x="{goal_x + 4:.1f}" y="{H - 14}" font-size="11">goal</text>')
+svg.append("</svg>")
+with open(os.path.join(out, "latest.svg"), "w") as f:
+    f.write("\n".join(svg) + "\n")
+print(f"wrote {out}/latest.json and {out}/latest.svg")

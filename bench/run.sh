@@ -1,0 +1,142 @@
+#!/usr/bin/env bash
+# `make bench`: measures orderflow on this machine against its references, in one run, and
+# writes bench/results/latest.json and bench/results/latest.svg. Benchmarks are not tests:
+# they print figures; they do not fail on a missed goal.
+#
+# Environment: BENCH_SECONDS (default 15) per measurement, BENCH_CONNECTIONS (64),
+# BENCH_STORED_ORDERS (1000000) for the memory and restart figures (the goal is stated
+# for 5,000,000: BENCH_STORED_ORDERS=5000000 make bench).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+secs=${BENCH_SECONDS:-15}
+conns=${BENCH_CONNECTIONS:-64}
+stored=${BENCH_STORED_ORDERS:-1000000}
+bin=./build/orderflow
+out=bench/results
+mkdir -p "$out"
+work=$(mktemp -d /tmp/orderflow-bench.XXXXXX)
+pids=()
+cleanup() {
+  for p in "${pids[@]:-}"; do [ -n "$p" ] && kill "$p" 2>/dev/null || true; done
+  for p in "${pids[@]:-}"; do [ -n "$p" ] && wait "$p" 2>/dev/null || true; done
+  rm -rf "$work"
+}
+trap cleanup EXIT
+key=bench-key-$(od -An -N8 -tx8 /dev/urandom | tr -d ' ')
+export ORDERFLOW_API_KEY=$key
+log() { echo "== $*" >&2; }
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+# Starts `orderflow serve` on a free port; sets srv_pid and srv_port.
+start_server() {
+  local dir=$1; shift
+  srv_port=$(free_port)
+  "$bin" serve --listen 127.0.0.1:$srv_port --data-dir "$dir" --api-key "$key:bench:client+admin" "$@" \
+    >"$dir.out" 2>"$dir.err" &
+  srv_pid=$!
+  pids+=("$srv_pid")
+  for _ in $(seq 1 600); do
+    curl -sf "http://127.0.0.1:$srv_port/readyz" >/dev/null 2>&1 && return 0
+    sleep 0.05
+  done
+  echo "server did not become ready: $(cat "$dir.err")" >&2; exit 1
+}
+stop_server() { kill -TERM "$srv_pid"; wait "$srv_pid" || true; }
+wrk_rate() {  # prints requests/s; fails loudly on non-2xx responses
+  local outp
+  outp=$(wrk "$@" 2>&1)
+  echo "$outp" >&2
+  if echo "$outp" | grep -q "Non-2xx"; then echo "wrk saw non-2xx responses" >&2; fi
+  echo "$outp" | awk '/^Requests\/sec:/{print $2}'
+}
+
+log "machine: $(nproc) cores, $(awk '/MemTotal/{printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(uname -r)"
+
+# 1. Full pipeline: placed and driven to delivered, fsync, simulators instant; PostgreSQL peer.
+log "1/5 full pipeline (orderflow bench --embedded, ${secs}s, $conns connections)"
+"$bin" bench --embedded --data-dir "$work/p1" --duration "$secs" --warmup 2 --connections "$conns" \
+  --quiet --json "$work/pipeline.json" >&2
+log "1/5 PostgreSQL reference pipeline (synchronous_commit=on, ${secs}s)"
+pg_line=$(bash ../shared/baselines/pg-pipeline/run.sh "$secs" 8 2>>"$work/pg.err" || true)
+echo "$pg_line" >&2
+echo "$pg_line" > "$work/pg.txt"
+
+# 2. Single-order creates with wrk vs nginx's static 200, same connections.
+log "2/5 creates: wrk against orderflow"
+mkdir -p "$work/s2"
+start_server "$work/s2"
+create_rps=$(wrk_rate -t2 -c"$conns" -d"${secs}s" -s bench/create_orders.lua "http://127.0.0.1:$srv_port")
+# 3. GET by id vs /healthz on the same server (orders from step 2).
+log "3/5 GET /v1/orders/{id} vs /healthz"
+python3 - "$srv_port" "$work/ids.txt" <<'PY'
+import json, os, sys, urllib.request
+port, path = sys.argv[1], sys.argv[2]
+ids, token = [], None
+while len(ids) < 20000:
+    q = f"http://127.0.0.1:{port}/v1/orders?limit=500" + (f"&page_token={token}" if token else "")
+    req = urllib.request.Request(q, headers={"Authorization": "Bearer " + os.environ["ORDERFLOW_API_KEY"]})
+    page = json.load(urllib.request.urlopen(req))
+    ids += [o["id"] for o in page["orders"]]
+    token = page["next_page_token"]
+    if not token:
+        break
+open(path, "w").write("\n".join(ids) + "\n")
+PY
+get_rps=$(ORDERFLOW_IDS_FILE="$work/ids.txt" wrk_rate -t2 -c"$conns" -d"${secs}s" -s bench/get_orders.lua "http://127.0.0.1:$srv_port")
+health_rps=$(wrk_rate -t2 -c"$conns" -d"${secs}s" "http://127.0.0.1:$srv_port/healthz")
+stop_server
+log "2/5 nginx static 200"
+nport=$(free_port)
+mkdir -p "$work/nginx"
+cat > "$work/nginx/nginx.conf" <<NGX
+worker_processes 2;
+daemon off;
+pid $work/nginx/nginx.pid;
+error_log $work/nginx/error.log;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  client_body_temp_path $work/nginx/body;
+  proxy_temp_path $work/nginx/proxy;
+  fastcgi_temp_path $work/nginx/fastcgi;
+  uwsgi_temp_path $work/nginx/uwsgi;
+  scgi_temp_path $work/nginx/scgi;
+  server { listen 127.0.0.1:$nport; location / { return 200 "ok\n"; } }
+}
+NGX
+nginx -c "$work/nginx/nginx.conf" -p "$work/nginx" &
+pids+=("$!")
+ngx_pid=$!
+for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$nport/" >/dev/null 2>&1 && break; sleep 0.05; done
+nginx_rps=$(wrk_rate -t2 -c"$conns" -d"${secs}s" "http://127.0.0.1:$nport/")
+kill -TERM "$ngx_pid"; wait "$ngx_pid" || true
+
+# 4. Create latency in open loop at 50% of the maximum sustainable rate (step 1's).
+max_rate=$(python3 -c "import json; print(json.load(open('$work/pipeline.json'))['throughput_orders_per_s'])")
+half=$(python3 -c "print(int($max_rate/2))")
+log "4/5 open loop at $half orders/s (50% of $max_rate)"
+"$bin" bench --embedded --data-dir "$work/p4" --rate "$half" --duration "$secs" --warmup 2 \
+  --connections 256 --quiet --json "$work/latency.json" >&2
+
+# 5. Peak RSS after N delivered orders; restart-to-ready with N stored.
+log "5/5 $stored orders placed and delivered, then a restart"
+mkdir -p "$work/s5"
+start_server "$work/s5"
+t0=$(date +%s.%N)
+"$bin" bench --server "http://127.0.0.1:$srv_port" --orders "$stored" --batch 100 --connections 8 \
+  --warmup 0 --quiet --terminal-timeout 1200 --json "$work/stored.json" >&2
+t1=$(date +%s.%N)
+rss_peak_kb=$(awk '/VmHWM/{print $2}' /proc/$srv_pid/status)
+rss_now_kb=$(awk '/VmRSS/{print $2}' /proc/$srv_pid/status)
+stop_server
+disk_kb=$(du -sk "$work/s5" | cut -f1)
+r0=$(date +%s.%N)
+start_server "$work/s5"
+r1=$(date +%s.%N)
+stop_server
+
+python3 bench/report.py "$work" "$out" \
+  "create_rps=$create_rps" "nginx_rps=$nginx_rps" "get_rps=$get_rps" "health_rps=$health_rps" \
+  "stored=$stored" "fill_s=$(python3 -c "print($t1-$t0)")" "rss_peak_kb=$rss_peak_kb" \
+  "rss_after_kb=$rss_now_kb" "disk_kb=$disk_kb" "restart_s=$(python3 -c "print($r1-$r0)")" \
+  "connections=$conns" "seconds=$secs"
