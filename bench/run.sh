@@ -66,8 +66,25 @@ log "2/5 creates: wrk against orderflow"
 mkdir -p "$work/s2"
 start_server "$work/s2"
 create_rps=$(wrk_rate -t2 -c"$conns" -d"${secs}s" -s bench/create_orders.lua "http://127.0.0.1:$srv_port")
-# 3. GET by id vs /healthz on the same server (orders from step 2).
-log "3/5 GET /v1/orders/{id} vs /healthz"
+# 3. GET by id vs /healthz on the same server (orders from step 2), once the pipeline has
+#    finished step 2's orders, so that both read rates are measured on an idle server.
+log "3/5 GET /v1/orders/{id} vs /healthz (after the pipeline drains)"
+python3 - "$srv_port" <<'PY'
+import json, os, sys, time, urllib.request
+port = sys.argv[1]
+busy = ["pending", "inventory_reserved", "payment_authorized", "merchant_confirmed",
+        "courier_assigned", "cancelling", "compensating"]
+deadline = time.time() + 300
+while time.time() < deadline:
+    left = 0
+    for st in busy:
+        req = urllib.request.Request(f"http://127.0.0.1:{port}/v1/orders?status={st}&limit=1",
+                                     headers={"Authorization": "Bearer " + os.environ["ORDERFLOW_API_KEY"]})
+        left += len(json.load(urllib.request.urlopen(req))["orders"])
+    if left == 0:
+        break
+    time.sleep(0.5)
+PY
 python3 - "$srv_port" "$work/ids.txt" <<'PY'
 import json, os, sys, urllib.request
 port, path = sys.argv[1], sys.argv[2]
