@@ -76,6 +76,13 @@ int run_cli(int argc, char** argv) {
                         "STAGE=MS (repeatable): the built-in simulator answers after MS");
   serve_cmd->add_option("--sim-stock", serve_opts.sim_stock,
                         "SKU=N (repeatable): limited stock for SKU (others are unlimited)");
+  serve_cmd->add_option("--stage-sla-ms", serve_opts.stage_slas,
+                        "STAGE=MS (repeatable): an order in the stage longer than this is stuck "
+                        "(defaults: inventory 30000, payment 30000, merchant 300000, dispatch "
+                        "600000, delivery 3600000)");
+  serve_cmd->add_option("--log-level", serve_opts.log_level, "debug (one line per request), info, warn, error")
+      ->check(CLI::IsMember({"debug", "info", "warn", "error"}))
+      ->capture_default_str();
   serve_cmd->add_option("--sim-closed-merchant", serve_opts.sim_closed_merchants,
                         "ID (repeatable): the merchant simulator rejects this merchant's orders");
 

@@ -19,6 +19,8 @@
 #include "http/api.h"
 #include "http/auth.h"
 #include "http/server.h"
+#include "metrics/log.h"
+#include "metrics/metrics.h"
 #include "engine/task_queue.h"
 #include "sim/simulators.h"
 #include "storage/local/rocks_store.h"
@@ -29,7 +31,7 @@ namespace {
 constexpr char kKeyFile[] = "api_keys";
 
 int fail(const std::string& message) {
-  std::fprintf(stderr, "orderflow: %s\n", message.c_str());
+  log::error(message);
   return 1;
 }
 
@@ -174,6 +176,8 @@ std::string per_stage(const std::vector<std::string>& specs, const char* flag, i
 }  // namespace
 
 int serve(const ServeOptions& o) {
+  log::Level level;
+  if (log::parse_level(o.log_level, level)) log::set_level(level);
   std::string host;
   uint16_t port = 0;
   if (!split_host_port(o.listen, host, port)) {
@@ -202,6 +206,12 @@ int serve(const ServeOptions& o) {
   if (err.empty()) {
     err = per_stage(o.sim_latencies, "--sim-latency-ms", 0, 3600000, [&](Stage s, int64_t v) {
       sim_opts.latency_ms[static_cast<int>(s)] = static_cast<uint32_t>(v);
+    });
+  }
+  EngineOptions engine_opts;
+  if (err.empty()) {
+    err = per_stage(o.stage_slas, "--stage-sla-ms", 1, 604800000, [&](Stage s, int64_t v) {
+      engine_opts.stage_sla_ms[static_cast<int>(s)] = static_cast<uint64_t>(v);
     });
   }
   if (!err.empty()) return fail(err);
@@ -244,7 +254,8 @@ int serve(const ServeOptions& o) {
   signal(SIGPIPE, SIG_IGN);
 
   // Serve /healthz at once; /readyz and the API once recovery is done.
-  http::Api api(key_table);
+  Metrics metrics;
+  http::Api api(key_table, &metrics);
   http::ServerOptions server_opts;
   server_opts.host = host;
   server_opts.port = port;
@@ -276,8 +287,8 @@ int serve(const ServeOptions& o) {
   for (int i = 0; i < kStageCount; ++i) {
     services[i] = external[i] ? static_cast<StageService*>(&tasks) : sims->get();
   }
-  EngineOptions engine_opts;
   engine_opts.partitions = o.partitions;
+  engine_opts.metrics = &metrics;
   engine_opts.queue_depth_max = o.queue_depth_max;
   engine_opts.batch_max = o.batch_max;
   engine_opts.active_orders_max = o.active_orders_max;
@@ -287,21 +298,38 @@ int serve(const ServeOptions& o) {
     return fail(s.error().message);
   }
   http::Backend backend{&engine, sims->get(), &tasks, external};
+  metrics.set_sampler([&engine](Metrics& m) {
+    int64_t in_flight = 0;
+    for (int s = 0; s < kOrderStatusCount; ++s) {
+      auto st = static_cast<OrderStatus>(s);
+      if (is_terminal(st)) continue;
+      int64_t n = engine.orders_in_status(st);
+      m.set_orders(st, static_cast<double>(n));
+      in_flight += n;
+    }
+    m.set_in_flight(static_cast<double>(in_flight));
+    auto depths = engine.queue_depths();
+    for (size_t p = 0; p < depths.size(); ++p) m.set_queue_depth(static_cast<uint32_t>(p), static_cast<double>(depths[p]));
+    for (int s = 0; s < kStageCount; ++s) {
+      m.set_stuck(static_cast<Stage>(s), static_cast<double>(engine.stuck_in_stage(static_cast<Stage>(s))));
+    }
+  });
   api.set_ready(&backend);
   print_banner(o, host, server.port(), printable_key);
-  std::fprintf(stderr, "orderflow: ready on %s:%u\n", host.c_str(), server.port());
+  log::info("ready on " + host + ":" + std::to_string(server.port()),
+            {{"data_dir", o.data_dir}, {"durability", o.durability}});
 
   int sig = 0;
   sigwait(&signals, &sig);
-  std::fprintf(stderr, "orderflow: %s received, draining\n", sig == SIGTERM ? "SIGTERM" : "SIGINT");
+  log::info(std::string(sig == SIGTERM ? "SIGTERM" : "SIGINT") + " received, draining");
   // Drain: no new connections; every enqueued command is applied, committed and answered.
   server.stop_accepting();
   tasks.stop();   // answers waiting polls; unanswered leases are re-offered after a restart
   engine.stop();  // applies and commits what is queued; answers every accepted request
   (*sims)->stop();
-  if (!server.wait_idle(5000)) std::fprintf(stderr, "orderflow: some requests did not finish\n");
+  if (!server.wait_idle(5000)) log::warn("some requests did not finish within 5 s");
   server.stop();
-  std::fprintf(stderr, "orderflow: stopped\n");
+  log::info("stopped");
   return 0;
 }
 

@@ -26,6 +26,8 @@ struct ServeOptions {
   std::vector<std::string> sim_latencies;      // STAGE=MS
   std::vector<std::string> sim_stock;          // SKU=N
   std::vector<std::string> sim_closed_merchants;
+  std::vector<std::string> stage_slas;         // STAGE=MS
+  std::string log_level = "info";
 };
 
 // Runs until SIGTERM or SIGINT, then drains and returns 0; non-zero on a start-up error.

@@ -105,6 +105,8 @@ struct EffectState {
   EffectPhase phase = EffectPhase::in_flight;
   uint64_t not_before_ms = 0;    // waiting: when the next attempt may be requested
   uint64_t deadline_ms = 0;      // no new attempt is requested after this
+  uint64_t started_ms = 0;       // the first attempt of this action was requested
+  uint64_t requested_ms = 0;     // the current attempt was requested
   friend bool operator==(const EffectState&, const EffectState&) = default;
 };
 

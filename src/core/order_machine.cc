@@ -39,6 +39,7 @@ void set_status(Order& o, OrderStatus to, uint64_t now_ms, Transition& t) {
   std::string data;
   JsonWriter(data).begin_object().field("from", status_name(o.status)).field("to", status_name(to))
       .end_object();
+  t.status_changes.emplace_back(o.status, to);
   o.status = to;
   append(o, t, EventType::status_changed, now_ms, std::move(data));
 }
@@ -61,6 +62,8 @@ void request_effect(Order& o, Stage stage, Action action, uint32_t attempt, uint
   const bool same_action = o.pipeline.effect && o.pipeline.effect->stage == stage &&
                            o.pipeline.effect->action == action && attempt > 1;
   e.deadline_ms = same_action ? o.pipeline.effect->deadline_ms : now_ms + policy.of(stage).deadline_ms;
+  e.started_ms = same_action ? o.pipeline.effect->started_ms : now_ms;
+  e.requested_ms = now_ms;
   o.pipeline.effect = e;
   std::string data;
   JsonWriter w(data);

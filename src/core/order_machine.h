@@ -82,6 +82,7 @@ struct Transition {
   std::optional<EffectCall> issue;     // issue after the events are durable
   std::optional<uint64_t> wake_at_ms;  // arm a timer for this order
   bool stale = false;                  // an effect result that no longer applies: ignored
+  std::vector<std::pair<OrderStatus, OrderStatus>> status_changes;  // (from, to), in order
 };
 
 struct Placed {

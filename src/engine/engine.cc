@@ -2,7 +2,9 @@
 
 #include <condition_variable>
 #include <mutex>
+#include <algorithm>
 #include <queue>
+#include <set>
 #include <thread>
 #include <unordered_map>
 
@@ -10,8 +12,14 @@
 
 namespace orderflow {
 
+struct StuckQuery {
+  std::string tenant;
+  size_t limit;
+  std::function<void(std::vector<StuckOrder>)> done;
+};
+
 struct Command {
-  std::variant<PlaceCommand, CancelCommand, RedriveCommand, ResultCommand> body;
+  std::variant<PlaceCommand, CancelCommand, RedriveCommand, ResultCommand, StuckQuery> body;
   Completion done;  // null for results nobody waits on
 };
 
@@ -35,7 +43,12 @@ class Partition {
     ids_.observe(last_id_clock_);
     auto active = store_.list_active(id_);
     if (!active) return active.take_error();
-    for (Order& o : *active) active_.emplace(o.id, std::move(o));
+    for (Order& o : *active) {
+      OrderId id = o.id;
+      auto& stored = active_.emplace(id, std::move(o)).first->second;
+      count_status(stored.status, +1);
+      index_stage(stored);
+    }
     active_count_.store(active_.size(), std::memory_order_relaxed);
     return Status::ok_status();
   }
@@ -76,6 +89,10 @@ class Partition {
     return queue_.size();
   }
   size_t active() const { return active_count_.load(std::memory_order_relaxed); }
+  int64_t in_status(OrderStatus s) const {
+    return status_counts_[static_cast<int>(s)].load(std::memory_order_relaxed);
+  }
+  int64_t stuck(Stage s) const { return stuck_counts_[static_cast<int>(s)].load(std::memory_order_relaxed); }
 
  private:
   struct Batch {
@@ -85,6 +102,7 @@ class Partition {
     std::unordered_map<std::string, OrderId> created_keys;  // tenant\0key → id
     std::vector<EffectCall> issues;
     std::vector<std::pair<uint64_t, OrderId>> wakes;
+    std::vector<std::pair<OrderStatus, OrderStatus>> status_changes;
   };
 
   using Timer = std::pair<uint64_t, OrderId>;
@@ -108,11 +126,17 @@ class Partition {
         std::unique_lock lock(mu_);
         for (;;) {
           if (!queue_.empty() || stopping_) break;
-          if (timers_.empty()) {
-            cv_.wait(lock);
+          uint64_t now = clock_.now_ms();
+          if (now >= stuck_refreshed_ms_ + 1000) {
+            lock.unlock();
+            refresh_stuck(now);
+            lock.lock();
             continue;
           }
-          uint64_t now = clock_.now_ms();
+          if (timers_.empty()) {
+            cv_.wait_for(lock, std::chrono::milliseconds(1000));
+            continue;
+          }
           if (timers_.top().first <= now) break;
           uint64_t wait_ms = std::min<uint64_t>(timers_.top().first - now, 50);
           cv_.wait_for(lock, std::chrono::milliseconds(wait_ms));
@@ -125,7 +149,10 @@ class Partition {
           std::move(queue_.begin(), end, std::back_inserter(batch));
           queue_.erase(queue_.begin(), end);
         }
-        for (const Command& c : batch) client_queued_ -= !std::holds_alternative<ResultCommand>(c.body);
+        for (const Command& c : batch) {
+          client_queued_ -= !std::holds_alternative<ResultCommand>(c.body) &&
+                            !std::holds_alternative<StuckQuery>(c.body);
+        }
       }
       apply(batch);
       batch.clear();
@@ -134,6 +161,7 @@ class Partition {
   }
 
   void take(Batch& b, Order& o, Transition&& t) {
+    for (auto& change : t.status_changes) b.status_changes.push_back(change);
     for (Event& e : t.events) b.commit.events.push_back(std::move(e));
     if (t.issue) b.issues.push_back(*t.issue);
     if (t.wake_at_ms) b.wakes.emplace_back(*t.wake_at_ms, o.id);
@@ -164,6 +192,10 @@ class Partition {
     }
 
     for (size_t i = 0; i < batch.size(); ++i) {
+      if (auto* q = std::get_if<StuckQuery>(&batch[i].body)) {
+        q->done(find_stuck(q->tenant, q->limit, now));
+        continue;
+      }
       if (failed_) {
         results[i] = make_error(Errc::unavailable, "a durable write failed; restart the server");
         continue;
@@ -177,11 +209,16 @@ class Partition {
         b.commit.orders.push_back(OrderWrite{active_.at(id), before});
       }
       b.commit.id_clock = last_id_clock_;
+      auto t0 = std::chrono::steady_clock::now();
       committed = store_.commit(b.commit);
       if (!committed.ok()) failed_ = true;  // memory is now ahead of disk: accept nothing more
+      if (options_.metrics != nullptr) {
+        double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+        options_.metrics->batch(id_.value, batch.size(), secs);
+      }
     }
     for (size_t i = 0; i < batch.size(); ++i) {
-      if (!batch[i].done) continue;
+      if (!batch[i].done || !results[i]) continue;
       if (!committed.ok() && results[i]->ok()) {
         batch[i].done(make_error(Errc::unavailable, committed.error().message));
       } else {
@@ -201,16 +238,76 @@ class Partition {
       }
     }
     for (auto& w : b.wakes) timers_.push(w);
+    if (options_.metrics != nullptr) {
+      for (auto& [from, to] : b.status_changes) options_.metrics->transition(from, to);
+    }
     const bool publish = changes_.active();
     for (auto& [id, before] : b.touched) {
       auto it = active_.find(id);
       if (publish) changes_.publish(it->second);
+      if (!before || *before != it->second.status) {
+        if (before) count_status(*before, -1);
+        count_status(it->second.status, +1);
+      }
+      index_stage(it->second);
       if (is_terminal(it->second.status)) active_.erase(it);
     }
     active_count_.store(active_.size(), std::memory_order_relaxed);
   }
 
+  // Orders in progress by status; terminal orders are not counted (they leave memory).
+  void count_status(OrderStatus s, int64_t delta) {
+    if (is_terminal(s)) return;
+    status_counts_[static_cast<int>(s)].fetch_add(delta, std::memory_order_relaxed);
+  }
+
+  // Keeps the stage index in step with an order: (stage, entered at) while it has an
+  // outstanding effect and is not parked; nothing otherwise.
+  void index_stage(const Order& o) {
+    if (auto it = in_stage_.find(o.id); it != in_stage_.end()) {
+      by_stage_[static_cast<int>(it->second.first)].erase({it->second.second, o.id});
+      in_stage_.erase(it);
+    }
+    if (is_terminal(o.status) || o.status == OrderStatus::needs_attention || !o.pipeline.effect) {
+      return;
+    }
+    Stage st = o.pipeline.effect->stage;
+    uint64_t since = o.pipeline.effect->started_ms;
+    by_stage_[static_cast<int>(st)].insert({since, o.id});
+    in_stage_.emplace(o.id, std::make_pair(st, since));
+  }
+
+  void refresh_stuck(uint64_t now) {
+    stuck_refreshed_ms_ = now;
+    for (int s = 0; s < kStageCount; ++s) {
+      uint64_t sla = options_.stage_sla_ms[s];
+      int64_t n = 0;
+      for (const auto& [since, id] : by_stage_[s]) {
+        if (since + sla >= now) break;  // oldest first: the rest are within their SLA
+        ++n;
+      }
+      stuck_counts_[s].store(n, std::memory_order_relaxed);
+    }
+  }
+
+  std::vector<StuckOrder> find_stuck(const std::string& tenant, size_t limit, uint64_t now) {
+    std::vector<StuckOrder> out;
+    for (int s = 0; s < kStageCount; ++s) {
+      uint64_t sla = options_.stage_sla_ms[s];
+      size_t taken = 0;
+      for (const auto& [since, id] : by_stage_[s]) {
+        if (since + sla >= now || taken == limit) break;
+        const Order& o = active_.at(id);
+        if (o.tenant != tenant) continue;
+        out.push_back(StuckOrder{o, static_cast<Stage>(s), now - since});
+        ++taken;
+      }
+    }
+    return out;
+  }
+
   void issue(const Order& o, const EffectCall& call) {
+    if (options_.metrics != nullptr) options_.metrics->effect_requested(call.stage, call.action, call.attempt);
     EffectRequest req{call, effect_idempotency_key(o.id, call.stage, call.action),
                       std::make_shared<const Order>(o)};
     Engine* engine = &engine_;
@@ -330,6 +427,10 @@ class Partition {
     return CommandResult{Outcome::updated, o};
   }
 
+  Result<CommandResult> apply_one(StuckQuery&, Batch&) {
+    return make_error(Errc::internal, "answered before the batch");  // not reached
+  }
+
   Result<CommandResult> apply_one(ResultCommand& cmd, Batch& b) {
     auto it = active_.find(cmd.result.order_id);
     if (it == active_.end()) {
@@ -337,8 +438,15 @@ class Partition {
     }
     Order& o = it->second;
     OrderStatus before = o.status;
-    Transition t = apply_effect_result(o, cmd.result, clock_.now_ms(), policy_);
+    const uint64_t now = clock_.now_ms();
+    const uint64_t requested = o.pipeline.effect ? o.pipeline.effect->requested_ms : now;
+    Transition t = apply_effect_result(o, cmd.result, now, policy_);
     if (t.stale) return make_error(Errc::conflict, "the order has no such effect outstanding");
+    if (options_.metrics != nullptr) {
+      const EffectResult& r = cmd.result;
+      options_.metrics->effect_result(r.stage, r.action, r.outcome, r.code,
+                                      static_cast<double>(now - std::min(now, requested)) / 1000.0);
+    }
     b.touched.try_emplace(o.id, before);
     take(b, o, std::move(t));
     return CommandResult{Outcome::updated, o};
@@ -360,6 +468,12 @@ class Partition {
   uint64_t last_id_clock_ = 0;
   bool failed_ = false;
   std::atomic<size_t> active_count_{0};
+  std::array<std::atomic<int64_t>, kOrderStatusCount> status_counts_{};
+  std::array<std::atomic<int64_t>, kStageCount> stuck_counts_{};
+  // The stage index: per stage, (entered at, id) of the orders in it; and each order's entry.
+  std::array<std::set<std::pair<uint64_t, OrderId>>, kStageCount> by_stage_;
+  std::unordered_map<OrderId, std::pair<Stage, uint64_t>, OrderIdHash> in_stage_;
+  uint64_t stuck_refreshed_ms_ = 0;
 
   mutable std::mutex mu_;
   std::condition_variable cv_;
@@ -421,6 +535,63 @@ void Engine::submit_result(EffectResult result, Completion done) {
     return;
   }
   partitions_[p->value]->submit(Command{ResultCommand{std::move(result)}, std::move(done)}, false);
+}
+
+void Engine::stuck_orders(std::string tenant, size_t limit,
+                          std::function<void(Result<std::vector<StuckOrder>>)> done) {
+  // Every partition answers on its own thread; the last answer completes the call.
+  struct Gather {
+    std::mutex mu;
+    std::vector<StuckOrder> orders;
+    size_t remaining;
+    std::function<void(Result<std::vector<StuckOrder>>)> done;
+  };
+  auto g = std::make_shared<Gather>();
+  g->remaining = partitions_.size();
+  g->done = std::move(done);
+  for (auto& p : partitions_) {
+    Command c{StuckQuery{tenant, limit, [g, limit](std::vector<StuckOrder> part) {
+                           std::unique_lock lock(g->mu);
+                           if (g->remaining == 0) return;  // already answered with an error
+                           for (auto& o : part) g->orders.push_back(std::move(o));
+                           if (--g->remaining > 0) return;
+                           auto& v = g->orders;
+                           std::sort(v.begin(), v.end(), [](const StuckOrder& a, const StuckOrder& b) {
+                             return a.in_stage_ms > b.in_stage_ms;
+                           });
+                           if (v.size() > limit) v.resize(limit);
+                           auto result = std::move(v);
+                           lock.unlock();
+                           g->done(std::move(result));
+                         }},
+              [g](Result<CommandResult> r) {
+                // Refused (stopping or full): answer once with the error.
+                std::unique_lock lock(g->mu);
+                if (g->remaining == 0) return;
+                g->remaining = 0;
+                lock.unlock();
+                g->done(r.take_error());
+              }};
+    p->submit(std::move(c), true);
+  }
+}
+
+int64_t Engine::orders_in_status(OrderStatus s) const {
+  int64_t n = 0;
+  for (const auto& p : partitions_) n += p->in_status(s);
+  return n;
+}
+
+int64_t Engine::stuck_in_stage(Stage s) const {
+  int64_t n = 0;
+  for (const auto& p : partitions_) n += p->stuck(s);
+  return n;
+}
+
+std::vector<size_t> Engine::queue_depths() const {
+  std::vector<size_t> out;
+  for (const auto& p : partitions_) out.push_back(p->queued());
+  return out;
 }
 
 size_t Engine::queued() const {

@@ -30,6 +30,7 @@
 #include "core/result.h"
 #include "engine/change_feed.h"
 #include "engine/effects.h"
+#include "metrics/metrics.h"
 #include "storage/store.h"
 
 namespace orderflow {
@@ -64,12 +65,22 @@ struct CommandResult {
 
 using Completion = std::function<void(Result<CommandResult>)>;
 
+// An order that has been in its current stage longer than the stage's SLA.
+struct StuckOrder {
+  Order order;
+  Stage stage;
+  uint64_t in_stage_ms;
+};
+
 struct EngineOptions {
   uint32_t partitions = 8;
   size_t queue_depth_max = 4096;        // client commands waiting per partition
   size_t batch_max = 1024;              // commands applied and committed together
   size_t active_orders_max = 25000;     // non-terminal orders per partition
   size_t stream_listeners_max = 1000;   // live order streams (SSE)
+  // How long an order may stay in a stage before it counts as stuck.
+  std::array<uint64_t, kStageCount> stage_sla_ms = {30000, 30000, 300000, 600000, 3600000};
+  Metrics* metrics = nullptr;           // not owned; may be null
 };
 
 class Partition;
@@ -93,6 +104,16 @@ class Engine {
   // in flight, which are bounded by the active orders. `done` (optional) hears whether the
   // result was applied (not_found / conflict when it no longer applies).
   void submit_result(EffectResult result, Completion done = nullptr);
+
+  // The tenant's stuck orders, oldest in stage first, at most `limit`; answered from each
+  // partition's in-memory stage index (not a scan), on the partitions' threads.
+  void stuck_orders(std::string tenant, size_t limit,
+                    std::function<void(Result<std::vector<StuckOrder>>)> done);
+
+  // Live figures for gauges (relaxed reads of per-partition counters).
+  int64_t orders_in_status(OrderStatus s) const;
+  int64_t stuck_in_stage(Stage s) const;
+  std::vector<size_t> queue_depths() const;
 
   OrderStore& store() { return store_; }
   ChangeFeed& changes() { return changes_; }

@@ -1,5 +1,12 @@
 // Admin handlers: redrive, and the built-in simulators' ledgers (for audits and tests).
+#include <simdjson.h>
+
+#include <charconv>
+#include <thread>
+
+#include "core/clock.h"
 #include "core/json_writer.h"
+#include "core/order_json.h"
 #include "http/api.h"
 #include "http/errors.h"
 #include "http/query.h"
@@ -62,6 +69,176 @@ void Api::sim_stock(const Backend& b, Respond& respond) {
   for (const auto& [sku, units] : *stock) w.field(sku, units);
   w.end_object().end_object();
   respond(std::move(r));
+}
+
+namespace {
+
+Error bad(const std::string& field, const std::string& reason) {
+  return Error{Errc::invalid_argument, field + ": " + reason, {{field, reason}}};
+}
+
+// Parses RFC 3339 UTC with optional milliseconds (2026-11-29T05:41:59Z, ...59.123Z).
+std::optional<uint64_t> parse_rfc3339_ms(std::string_view s) {
+  int y, mo, d, h, mi, sec, ms = 0;
+  char z = 0;
+  std::string str(s);
+  int n1 = std::sscanf(str.c_str(), "%4d-%2d-%2dT%2d:%2d:%2d.%3d%c", &y, &mo, &d, &h, &mi, &sec, &ms, &z);
+  if (n1 != 8) {
+    ms = 0;
+    if (std::sscanf(str.c_str(), "%4d-%2d-%2dT%2d:%2d:%2d%c", &y, &mo, &d, &h, &mi, &sec, &z) != 7) {
+      return std::nullopt;
+    }
+  }
+  if (z != 'Z' || mo < 1 || mo > 12 || d < 1 || d > 31 || h > 23 || mi > 59 || sec > 60) return std::nullopt;
+  std::tm tm{};
+  tm.tm_year = y - 1900;
+  tm.tm_mon = mo - 1;
+  tm.tm_mday = d;
+  tm.tm_hour = h;
+  tm.tm_min = mi;
+  tm.tm_sec = sec;
+  time_t t = timegm(&tm);
+  if (t < 0) return std::nullopt;
+  return static_cast<uint64_t>(t) * 1000 + static_cast<uint64_t>(ms);
+}
+
+std::atomic<bool> g_bulk_redrive_running{false};
+
+}  // namespace
+
+void Api::stuck(const Backend& b, const Principal& who, Request& req, Respond& respond) {
+  auto params = parse_query(req.query);
+  if (!params) return respond(error_response(params.error()));
+  size_t limit = 100;
+  for (auto& [name, value] : *params) {
+    if (name != "limit") return respond(error_response(bad(name, "unknown query parameter")));
+    auto [end, ec] = std::from_chars(value.data(), value.data() + value.size(), limit);
+    if (ec != std::errc() || end != value.data() + value.size() || limit < 1 || limit > 1000) {
+      return respond(error_response(bad("limit", "must be an integer from 1 to 1000")));
+    }
+  }
+  b.engine->stuck_orders(who.tenant, limit, [respond](Result<std::vector<StuckOrder>> r) {
+    if (!r) return respond(error_response(r.error()));
+    Response out;
+    JsonWriter w(out.body);
+    w.begin_object().key("orders").begin_array();
+    for (const StuckOrder& s : *r) {
+      w.element_separator();
+      std::string one;
+      render_order(s.order, one);
+      one.pop_back();  // reopen the object to add where the order waits
+      one += ",\"stage\":\"";
+      one += stage_name(s.stage);
+      one += "\",\"in_stage_ms\":" + std::to_string(s.in_stage_ms) + "}";
+      out.body += one;
+    }
+    w.end_array().end_object();
+    respond(std::move(out));
+  });
+}
+
+void Api::bulk_redrive(const Backend& b, const Principal& who, Request& req, Respond& respond) {
+  if (!is_json_media_type(req.content_type)) {
+    return respond(error_response(Errc::unsupported_media_type, "Content-Type must be application/json"));
+  }
+  simdjson::dom::parser parser;
+  simdjson::dom::element doc;
+  if (auto err = parser.parse(req.body).get(doc)) {
+    return respond(error_response(make_error(Errc::invalid_json,
+                                             std::string("body is not valid JSON: ") + simdjson::error_message(err))));
+  }
+  simdjson::dom::object obj;
+  if (doc.get_object().get(obj)) return respond(error_response(Errc::invalid_argument, "body must be a JSON object"));
+  std::optional<uint64_t> since;
+  uint64_t limit = 100, rate = 50;
+  bool has_status = false;
+  for (auto f : obj) {
+    std::string_view k = f.key, v;
+    if (k == "status") {
+      if (f.value.get_string().get(v) || v != "needs_attention") {
+        return respond(error_response(bad("status", "must be \"needs_attention\" (the only redrivable status)")));
+      }
+      has_status = true;
+    } else if (k == "since") {
+      if (f.value.get_string().get(v) || !(since = parse_rfc3339_ms(v))) {
+        return respond(error_response(bad("since", "must be an RFC 3339 UTC time, e.g. 2026-11-29T05:00:00Z")));
+      }
+    } else if (k == "limit" || k == "rate_per_s") {
+      int64_t n;
+      uint64_t hi = k == "limit" ? 1000 : 1000;
+      if (f.value.get_int64().get(n) || n < 1 || static_cast<uint64_t>(n) > hi) {
+        return respond(error_response(bad(std::string(k), "must be an integer from 1 to 1000")));
+      }
+      (k == "limit" ? limit : rate) = static_cast<uint64_t>(n);
+    } else {
+      return respond(error_response(bad(std::string(k), "unknown field")));
+    }
+  }
+  if (!has_status) return respond(error_response(bad("status", "is required")));
+
+  // The parked orders to redrive, oldest parked first, from the status index.
+  ListQuery q;
+  q.tenant = who.tenant;
+  q.status = OrderStatus::needs_attention;
+  q.limit = 500;
+  std::vector<OrderId> ids;
+  for (int pages = 0; pages < 100 && ids.size() < 100000; ++pages) {
+    auto page = b.engine->store().list_orders(q);
+    if (!page) return respond(error_response(page.error()));
+    for (const Order& o : page->orders) {
+      if (!since || o.updated_at_ms >= *since) ids.push_back(o.id);
+    }
+    if (!page->next_after) break;
+    q.after = page->next_after;
+  }
+  std::reverse(ids.begin(), ids.end());
+  if (ids.size() > limit) ids.resize(limit);
+
+  bool expected = false;
+  if (!g_bulk_redrive_running.compare_exchange_strong(expected, true)) {
+    return respond(error_response(Errc::conflict, "a bulk redrive is already running; retry when it ends"));
+  }
+  // A paced driver: one redrive every 1/rate s, then one answer with what happened.
+  Engine* engine = b.engine;
+  std::string tenant = who.tenant;
+  std::thread([engine, tenant, ids = std::move(ids), rate, respond]() mutable {
+    struct Tally {
+      std::mutex mu;
+      std::condition_variable cv;
+      size_t done = 0, ok = 0;
+      std::vector<std::pair<std::string, std::string>> failed;
+    };
+    auto tally = std::make_shared<Tally>();
+    auto start = std::chrono::steady_clock::now();
+    for (size_t i = 0; i < ids.size(); ++i) {
+      std::this_thread::sleep_until(start + std::chrono::microseconds(i * 1000000 / rate));
+      OrderId id = ids[i];
+      engine->redrive(RedriveCommand{tenant, id}, [tally, id](Result<CommandResult> r) {
+        std::lock_guard lock(tally->mu);
+        ++tally->done;
+        if (r.ok()) {
+          ++tally->ok;
+        } else if (tally->failed.size() < 100) {
+          tally->failed.emplace_back(id.str(), errc_name(r.error().code));
+        }
+        tally->cv.notify_all();
+      });
+    }
+    std::unique_lock lock(tally->mu);
+    tally->cv.wait_for(lock, std::chrono::seconds(60), [&] { return tally->done == ids.size(); });
+    Response r;
+    JsonWriter w(r.body);
+    w.begin_object()
+        .field("matched", static_cast<uint64_t>(ids.size()))
+        .field("redriven", static_cast<uint64_t>(tally->ok))
+        .field("failed_count", static_cast<uint64_t>(tally->done - tally->ok));
+    w.key("failed").begin_array();
+    for (auto& [id, code] : tally->failed) w.begin_object().field("id", id).field("code", code).end_object();
+    w.end_array().end_object();
+    lock.unlock();
+    g_bulk_redrive_running.store(false);
+    respond(std::move(r));
+  }).detach();
 }
 
 }  // namespace orderflow::http

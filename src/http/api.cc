@@ -1,6 +1,12 @@
 #include "http/api.h"
 
+#include <chrono>
+#include <cstdio>
+#include <random>
+
+#include "core/order_json.h"
 #include "http/errors.h"
+#include "metrics/log.h"
 
 namespace orderflow::http {
 namespace {
@@ -32,10 +38,89 @@ Response json_response(int status, std::string body) {
   return r;
 }
 
+namespace {
+
+// The route pattern of a path: the metrics label (bounded: ids never appear in it).
+std::string_view route_label(std::string_view path) {
+  static constexpr std::string_view kFixed[] = {
+      "/healthz", "/readyz", "/metrics", "/v1/orders", "/v1/orders:batch", "/v1/tasks/poll",
+      "/v1/admin/dead-letters", "/v1/admin/orders/stuck", "/v1/admin/redrive",
+      "/v1/admin/sim/ledger", "/v1/admin/sim/stock"};
+  for (auto f : kFixed) {
+    if (path == f) return f;
+  }
+  auto tail_is = [&](std::string_view prefix, std::string_view suffix) {
+    return path.size() > prefix.size() + suffix.size() && path.substr(0, prefix.size()) == prefix &&
+           path.substr(path.size() - suffix.size()) == suffix &&
+           path.substr(prefix.size(), path.size() - prefix.size() - suffix.size()).find('/') ==
+               std::string_view::npos;
+  };
+  if (tail_is("/v1/orders/", "/events")) return "/v1/orders/{id}/events";
+  if (tail_is("/v1/orders/", "/stream")) return "/v1/orders/{id}/stream";
+  if (tail_is("/v1/orders/", "/cancel")) return "/v1/orders/{id}/cancel";
+  if (tail_is("/v1/orders/", "")) return "/v1/orders/{id}";
+  if (tail_is("/v1/tasks/", "/complete")) return "/v1/tasks/{id}/complete";
+  if (tail_is("/v1/tasks/", "/fail")) return "/v1/tasks/{id}/fail";
+  if (tail_is("/v1/admin/orders/", "/redrive")) return "/v1/admin/orders/{id}/redrive";
+  return "other";
+}
+
+std::atomic<uint64_t> g_request_seq{0};
+
+std::string new_request_id() {
+  static const uint64_t kBoot = std::random_device{}() ^ (uint64_t{std::random_device{}()} << 32);
+  char buf[40];
+  std::snprintf(buf, sizeof buf, "req-%08llx-%llu", static_cast<unsigned long long>(kBoot & 0xffffffff),
+                static_cast<unsigned long long>(g_request_seq.fetch_add(1, std::memory_order_relaxed)));
+  return buf;
+}
+
+}  // namespace
+
 void Api::handle(Request& req, Respond respond) {
+  const std::string_view label = route_label(req.path);
+  std::string id = is_valid_token(req.request_id, 128) ? std::string(req.request_id) : new_request_id();
+  const auto start = std::chrono::steady_clock::now();
+  Metrics* metrics = metrics_;
+  const char* method = req.method == Method::get ? "GET" : req.method == Method::post ? "POST" : "OTHER";
+  route(req, [respond = std::move(respond), label, id = std::move(id), start, metrics,
+              method](Response r) {
+    double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    if (metrics != nullptr) {
+      metrics->http_request(label, r.status, secs);
+      if (r.status == 401 || r.status == 403) {
+        metrics->rejected(Rejection::auth);
+      } else if (r.status == 400 || r.status == 413 || r.status == 415 || r.status == 422 ||
+                 r.status == 431) {
+        metrics->rejected(Rejection::validation);
+      } else if (r.status == 429 || (r.status == 503 && r.body.find("\"overloaded\"") != std::string::npos)) {
+        metrics->rejected(Rejection::overload);
+      }
+    }
+    log::Level level = r.status >= 500 ? log::Level::warn : log::Level::debug;
+    if (log::enabled(level)) {
+      std::string status = std::to_string(r.status);
+      std::string ms = std::to_string(secs * 1000.0);
+      log::write(level, "request", {{"request_id", id}, {"method", method}, {"route", label},
+                                    {"status", status}, {"duration_ms", ms}});
+    }
+    r.headers.emplace_back("X-Request-Id", id);
+    respond(std::move(r));
+  });
+}
+
+void Api::route(Request& req, Respond respond) {
   std::string_view path = req.path;
   const Backend* backend = backend_.load(std::memory_order_acquire);
 
+  if (path == "/metrics") {
+    if (req.method != Method::get) return respond(method_not_allowed("GET"));
+    if (metrics_ == nullptr) return respond(error_response(Errc::not_found, "metrics are off"));
+    Response r;
+    r.body = metrics_->render();
+    r.headers.emplace_back("Content-Type", "text/plain; version=0.0.4; charset=utf-8");
+    return respond(std::move(r));
+  }
   if (path == "/healthz") {
     if (req.method != Method::get) return respond(method_not_allowed("GET"));
     return respond(json_response(200, R"({"status":"ok"})"));
@@ -131,11 +216,19 @@ void Api::handle(Request& req, Respond respond) {
     }
     return;
   }
+  if (path == "/v1/admin/orders/stuck") {
+    if (allow(Method::get, "GET", kRoleAdmin)) stuck(b, *who, req, respond);
+    return;
+  }
   if (split_resource(path, "/v1/admin/orders/", id_text, sub)) {
     if (id_text.empty() || sub != "/redrive") return not_found();
     if (!allow(Method::post, "POST", kRoleAdmin)) return;
     auto id = order_id(id_text);
     if (id) redrive(b, *who, *id, respond);
+    return;
+  }
+  if (path == "/v1/admin/redrive") {
+    if (allow(Method::post, "POST", kRoleAdmin)) bulk_redrive(b, *who, req, respond);
     return;
   }
   if (path == "/v1/admin/sim/ledger") {

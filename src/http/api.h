@@ -11,6 +11,7 @@
 #include "engine/task_queue.h"
 #include "http/auth.h"
 #include "http/message.h"
+#include "metrics/metrics.h"
 
 namespace orderflow {
 class Simulators;
@@ -28,12 +29,14 @@ struct Backend {
 
 class Api final : public Handler {
  public:
-  explicit Api(const ApiKeys& keys) : keys_(keys) {}
+  Api(const ApiKeys& keys, Metrics* metrics) : keys_(keys), metrics_(metrics) {}
 
   void set_ready(const Backend* backend) { backend_.store(backend, std::memory_order_release); }
+  // Every request: an id (X-Request-Id, echoed), metrics by route and status, a debug log line.
   void handle(Request& request, Respond respond) override;
 
  private:
+  void route(Request& request, Respond respond);
   // orders.cc
   void create_order(const Backend& b, const Principal& who, Request& req, Respond& respond);
   void create_batch(const Backend& b, const Principal& who, Request& req, Respond& respond);
@@ -53,7 +56,11 @@ class Api final : public Handler {
   void sim_ledger(const Backend& b, const Principal& who, Request& req, Respond& respond);
   void sim_stock(const Backend& b, Respond& respond);
 
+  void stuck(const Backend& b, const Principal& who, Request& req, Respond& respond);
+  void bulk_redrive(const Backend& b, const Principal& who, Request& req, Respond& respond);
+
   const ApiKeys& keys_;
+  Metrics* metrics_;  // may be null
   std::atomic<const Backend*> backend_{nullptr};
 };
 

@@ -23,6 +23,7 @@ struct Request {
   std::string_view idempotency_key;
   bool has_idempotency_key = false;
   std::string& body;       // owned by the server; handlers may move from it
+  std::string_view request_id = {};  // X-Request-Id, as sent (validated by the API)
 };
 
 // The open end of a streaming response (Server-Sent Events). Thread-safe; every method may

@@ -168,6 +168,7 @@ class Session : public std::enable_shared_from_this<Session> {
         false,
         req_.body(),
     };
+    if (auto it = req_.find("X-Request-Id"); it != req_.end()) request.request_id = sv(it->value());
     if (auto it = req_.find("Idempotency-Key"); it != req_.end()) {
       request.idempotency_key = sv(it->value());
       request.has_idempotency_key = true;

@@ -13,6 +13,7 @@
 #include <unordered_map>
 
 #include "core/routing.h"
+#include "metrics/log.h"
 #include "storage/codec.h"
 
 namespace orderflow {
@@ -130,7 +131,7 @@ struct Simulators::Impl {
   Entry load(OrderId id, Action a) {
     Entry e;
     if (auto v = get(entry_key(id, a))) {
-      if (!decode_entry(*v, e)) std::fprintf(stderr, "orderflow: corrupt simulator ledger entry\n");
+      if (!decode_entry(*v, e)) log::error("corrupt simulator ledger entry");
     }
     return e;
   }
@@ -262,7 +263,7 @@ struct Simulators::Impl {
       overlay.clear();
       if (!s.ok()) {
         // Nothing answered: the engine re-issues after a restart. Keep trying new batches.
-        std::fprintf(stderr, "orderflow: simulator ledger write failed: %s\n", s.ToString().c_str());
+        log::error("simulator ledger write failed", {{"error", s.ToString()}});
         batch.clear();
         continue;
       }

@@ -123,6 +123,8 @@ void encode_order(const Order& o, std::string& out) {
     out.push_back(static_cast<char>(p.effect->phase));
     put_varint(out, p.effect->not_before_ms);
     put_varint(out, p.effect->deadline_ms);
+    put_varint(out, p.effect->started_ms);
+    put_varint(out, p.effect->requested_ms);
   }
   put_failure(out, o.attention);
 }
@@ -190,7 +192,8 @@ Result<Order> decode_order(std::string_view bytes) {
     uint8_t stage, action, phase;
     uint64_t attempt;
     ok = rd.byte(stage) && rd.byte(action) && rd.varint(attempt) && rd.byte(phase) &&
-         rd.varint(e.not_before_ms) && rd.varint(e.deadline_ms);
+         rd.varint(e.not_before_ms) && rd.varint(e.deadline_ms) && rd.varint(e.started_ms) &&
+         rd.varint(e.requested_ms);
     if (!ok || stage >= kStageCount || action >= kActionCount || phase > 1 ||
         attempt > UINT32_MAX) {
       return corrupt("effect state");

@@ -33,7 +33,7 @@ Order sample_order() {
   o.pipeline.compensate_below = 2;
   o.pipeline.parked_from = OrderStatus::cancelling;
   o.pipeline.effect = EffectState{Stage::payment, Action::void_, 4, EffectPhase::waiting,
-                                  1764395001000, 1764395060000};
+                                  1764395001000, 1764395060000, 1764395000500, 1764395000900};
   o.attention = Failure{"payment", "processor_down", "void failed"};
   return o;
 }
