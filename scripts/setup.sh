@@ -6,7 +6,7 @@ set -euo pipefail
 packages=(
   build-essential cmake g++ make pkg-config
   librocksdb-dev libsimdjson-dev libboost-dev libcli11-dev libgtest-dev prometheus-cpp-dev
-  python3 curl ca-certificates procps
+  python3 curl ca-certificates procps prometheus
 )
 
 # `setup.sh bench`: also what `make bench` measures against.
@@ -24,5 +24,15 @@ echo "setup: installing ${missing[*]}"
 SUDO=""
 [ "$(id -u)" -eq 0 ] || SUDO="sudo"
 export DEBIAN_FRONTEND=noninteractive
+# Packages such as postgresql, nginx and prometheus start system services on install; we only
+# need their binaries (tests and benchmarks start their own instances on loopback).
+policy=/usr/sbin/policy-rc.d
+added_policy=0
+if [ ! -e "$policy" ]; then
+  printf '#!/bin/sh\nexit 101\n' | $SUDO tee "$policy" >/dev/null
+  $SUDO chmod +x "$policy"
+  added_policy=1
+fi
+trap '[ "$added_policy" = 1 ] && $SUDO rm -f "$policy"' EXIT
 $SUDO apt-get update -qq
 $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null

@@ -3,6 +3,7 @@
 #include <signal.h>
 #include <sys/random.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 
 #include <cerrno>
 #include <cstdio>
@@ -298,7 +299,13 @@ int serve(const ServeOptions& o) {
     return fail(s.error().message);
   }
   http::Backend backend{&engine, sims->get(), &tasks, external};
-  metrics.set_sampler([&engine](Metrics& m) {
+  const std::string data_dir = o.data_dir;
+  metrics.set_sampler([&engine, data_dir](Metrics& m) {
+    struct statvfs fs;
+    if (statvfs(data_dir.c_str(), &fs) == 0) {
+      m.set_disk(static_cast<double>(fs.f_bavail) * static_cast<double>(fs.f_frsize),
+                 static_cast<double>(fs.f_blocks) * static_cast<double>(fs.f_frsize));
+    }
     int64_t in_flight = 0;
     for (int s = 0; s < kOrderStatusCount; ++s) {
       auto st = static_cast<OrderStatus>(s);

@@ -67,6 +67,12 @@ struct Metrics::Impl {
   Family<Gauge>& queue_depth = prometheus::BuildGauge()
       .Name("orderflow_partition_queue_depth").Help("Commands waiting, by partition")
       .Register(registry);
+  Family<Gauge>& disk_free = prometheus::BuildGauge()
+      .Name("orderflow_data_dir_free_bytes").Help("Bytes available to orderflow on the data directory's file system")
+      .Register(registry);
+  Family<Gauge>& disk_capacity = prometheus::BuildGauge()
+      .Name("orderflow_data_dir_capacity_bytes").Help("Size of the data directory's file system")
+      .Register(registry);
   Family<Gauge>& stuck = prometheus::BuildGauge()
       .Name("orderflow_orders_stuck").Help("Orders in a stage longer than its SLA, by stage")
       .Register(registry);
@@ -199,6 +205,11 @@ void Metrics::set_queue_depth(uint32_t partition, double n) {
 }
 void Metrics::set_stuck(Stage stage, double n) {
   impl_->stuck.Add({{"stage", stage_name(stage)}}).Set(n);
+}
+
+void Metrics::set_disk(double free_bytes, double capacity_bytes) {
+  impl_->disk_free.Add({}).Set(free_bytes);
+  impl_->disk_capacity.Add({}).Set(capacity_bytes);
 }
 
 std::string Metrics::render() {

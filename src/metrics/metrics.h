@@ -58,6 +58,7 @@ class Metrics {
   void set_in_flight(double n);
   void set_queue_depth(uint32_t partition, double n);
   void set_stuck(Stage stage, double n);
+  void set_disk(double free_bytes, double capacity_bytes);
 
   std::string render();
 
