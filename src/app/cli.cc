@@ -3,6 +3,7 @@
 #include <CLI/CLI.hpp>
 
 #include "app/bench.h"
+#include "app/ctl.h"
 #include "app/serve.h"
 
 namespace orderflow::app {
@@ -129,11 +130,17 @@ int run_cli(int argc, char** argv) {
   bench_cmd->add_option("--seed", bo.seed, "Random seed for the generated orders (0: random)");
   bench_cmd->add_flag("--quiet", bo.quiet, "No progress lines");
 
+  CtlOptions ctl_opts;
+  std::function<int()> ctl_run;
+  add_ctl(app, ctl_opts, ctl_run);
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
-    return app.exit(e);
+    int code = app.exit(e);
+    return code == 0 ? 0 : 2;
   }
+  if (ctl_run) return ctl_run();
   if (serve_cmd->parsed()) return serve(serve_opts);
   if (bench_cmd->parsed()) return bench(bo);
   return 2;
