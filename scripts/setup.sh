@@ -6,7 +6,7 @@ set -euo pipefail
 packages=(
   build-essential cmake g++ make pkg-config
   librocksdb-dev libsimdjson-dev libboost-dev libcli11-dev libgtest-dev prometheus-cpp-dev
-  python3 curl ca-certificates procps prometheus
+  python3 curl ca-certificates procps prometheus chromium
 )
 
 # `setup.sh bench`: also what `make bench` measures against.

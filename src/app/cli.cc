@@ -16,6 +16,9 @@ int run_cli(int argc, char** argv) {
   CLI::App* serve_cmd = app.add_subcommand("serve", "Run the order service (embedded mode)");
   serve_cmd->add_option("--listen", serve_opts.listen, "HOST:PORT to listen on ([::1]:PORT for IPv6)")
       ->capture_default_str();
+  serve_cmd->add_option("--admin-listen", serve_opts.admin_listen,
+                        "HOST:PORT for the dashboard (GET /) and GET /metrics, which need no key; "
+                        "they then leave --listen (which keeps the API)");
   serve_cmd->add_option("--data-dir", serve_opts.data_dir, "Directory of the durable store")
       ->capture_default_str();
   serve_cmd

@@ -256,7 +256,14 @@ int serve(const ServeOptions& o) {
 
   // Serve /healthz at once; /readyz and the API once recovery is done.
   Metrics metrics;
-  http::Api api(key_table, &metrics);
+  const bool separate_admin = !o.admin_listen.empty();
+  std::string admin_host;
+  uint16_t admin_port = 0;
+  if (separate_admin && !split_host_port(o.admin_listen, admin_host, admin_port)) {
+    return fail("--admin-listen must be HOST:PORT");
+  }
+  http::Api api(key_table, &metrics, /*operator_pages=*/!separate_admin);
+  http::Api admin_api(key_table, &metrics, /*operator_pages=*/true);
   http::ServerOptions server_opts;
   server_opts.host = host;
   server_opts.port = port;
@@ -265,6 +272,18 @@ int serve(const ServeOptions& o) {
   server_opts.large_body_paths = {"/v1/orders:batch"};
   http::HttpServer server(server_opts, api);
   if (Status s = server.start(); !s.ok()) return fail(s.error().message);
+  http::ServerOptions admin_opts = server_opts;
+  admin_opts.host = admin_host;
+  admin_opts.port = admin_port;
+  admin_opts.io_threads = 1;
+  admin_opts.connections_max = 256;
+  http::HttpServer admin_server(admin_opts, admin_api);
+  if (separate_admin) {
+    if (Status s = admin_server.start(); !s.ok()) {
+      server.stop();
+      return fail(s.error().message);
+    }
+  }
 
   RocksStoreOptions store_opts;
   store_opts.path = (std::filesystem::path(o.data_dir) / "store").string();
@@ -322,7 +341,11 @@ int serve(const ServeOptions& o) {
     }
   });
   api.set_ready(&backend);
+  admin_api.set_ready(&backend);
   print_banner(o, host, server.port(), printable_key);
+  if (separate_admin) {
+    log::info("dashboard and metrics on " + admin_host + ":" + std::to_string(admin_server.port()));
+  }
   log::info("ready on " + host + ":" + std::to_string(server.port()),
             {{"data_dir", o.data_dir}, {"durability", o.durability}});
 
@@ -331,11 +354,13 @@ int serve(const ServeOptions& o) {
   log::info(std::string(sig == SIGTERM ? "SIGTERM" : "SIGINT") + " received, draining");
   // Drain: no new connections; every enqueued command is applied, committed and answered.
   server.stop_accepting();
+  if (separate_admin) admin_server.stop_accepting();
   tasks.stop();   // answers waiting polls; unanswered leases are re-offered after a restart
   engine.stop();  // applies and commits what is queued; answers every accepted request
   (*sims)->stop();
   if (!server.wait_idle(5000)) log::warn("some requests did not finish within 5 s");
   server.stop();
+  admin_server.stop();
   log::info("stopped");
   return 0;
 }

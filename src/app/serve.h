@@ -9,6 +9,7 @@ namespace orderflow::app {
 
 struct ServeOptions {
   std::string listen = "127.0.0.1:8080";
+  std::string admin_listen;  // HOST:PORT for the dashboard and /metrics (default: on --listen)
   std::string data_dir = "./data";
   std::vector<std::string> api_keys;  // KEY:TENANT:ROLE[+ROLE...]
   uint32_t partitions = 4;

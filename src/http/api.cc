@@ -5,6 +5,7 @@
 #include <random>
 
 #include "core/order_json.h"
+#include "http/dashboard_html.h"
 #include "http/errors.h"
 #include "metrics/log.h"
 
@@ -43,7 +44,7 @@ namespace {
 // The route pattern of a path: the metrics label (bounded: ids never appear in it).
 std::string_view route_label(std::string_view path) {
   static constexpr std::string_view kFixed[] = {
-      "/healthz", "/readyz", "/metrics", "/v1/orders", "/v1/orders:batch", "/v1/tasks/poll",
+      "/", "/healthz", "/readyz", "/metrics", "/v1/orders", "/v1/orders:batch", "/v1/tasks/poll",
       "/v1/admin/dead-letters", "/v1/admin/orders/stuck", "/v1/admin/redrive",
       "/v1/admin/sim/ledger", "/v1/admin/sim/stock"};
   for (auto f : kFixed) {
@@ -113,7 +114,15 @@ void Api::route(Request& req, Respond respond) {
   std::string_view path = req.path;
   const Backend* backend = backend_.load(std::memory_order_acquire);
 
-  if (path == "/metrics") {
+  if (path == "/" && operator_pages_) {
+    if (req.method != Method::get) return respond(method_not_allowed("GET"));
+    Response r;
+    r.body = kDashboardHtml;
+    r.headers.emplace_back("Content-Type", "text/html; charset=utf-8");
+    r.headers.emplace_back("Cache-Control", "no-cache");
+    return respond(std::move(r));
+  }
+  if (path == "/metrics" && operator_pages_) {
     if (req.method != Method::get) return respond(method_not_allowed("GET"));
     if (metrics_ == nullptr) return respond(error_response(Errc::not_found, "metrics are off"));
     Response r;

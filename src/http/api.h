@@ -29,7 +29,10 @@ struct Backend {
 
 class Api final : public Handler {
  public:
-  Api(const ApiKeys& keys, Metrics* metrics) : keys_(keys), metrics_(metrics) {}
+  // `operator_pages`: serve GET / (the dashboard) and GET /metrics without a key. Off on the
+  // public listener when --admin-listen puts them elsewhere.
+  Api(const ApiKeys& keys, Metrics* metrics, bool operator_pages = true)
+      : keys_(keys), metrics_(metrics), operator_pages_(operator_pages) {}
 
   void set_ready(const Backend* backend) { backend_.store(backend, std::memory_order_release); }
   // Every request: an id (X-Request-Id, echoed), metrics by route and status, a debug log line.
@@ -61,6 +64,7 @@ class Api final : public Handler {
 
   const ApiKeys& keys_;
   Metrics* metrics_;  // may be null
+  const bool operator_pages_;
   std::atomic<const Backend*> backend_{nullptr};
 };
 
