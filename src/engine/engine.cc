@@ -3,6 +3,7 @@
 #include <condition_variable>
 #include <mutex>
 #include <algorithm>
+#include <tuple>
 #include <queue>
 #include <set>
 #include <thread>
@@ -299,7 +300,7 @@ class Partition {
         if (since + sla >= now || taken == limit) break;
         const Order& o = active_.at(id);
         if (o.tenant != tenant) continue;
-        out.push_back(StuckOrder{o, static_cast<Stage>(s), now - since});
+        out.push_back(StuckOrder{o, static_cast<Stage>(s), now - since, since});
         ++taken;
       }
     }
@@ -556,8 +557,9 @@ void Engine::stuck_orders(std::string tenant, size_t limit,
                            for (auto& o : part) g->orders.push_back(std::move(o));
                            if (--g->remaining > 0) return;
                            auto& v = g->orders;
+                           // Oldest in stage first; ties by id, so the order is stable.
                            std::sort(v.begin(), v.end(), [](const StuckOrder& a, const StuckOrder& b) {
-                             return a.in_stage_ms > b.in_stage_ms;
+                             return std::tie(a.entered_ms, a.order.id) < std::tie(b.entered_ms, b.order.id);
                            });
                            if (v.size() > limit) v.resize(limit);
                            auto result = std::move(v);

@@ -70,6 +70,7 @@ struct StuckOrder {
   Order order;
   Stage stage;
   uint64_t in_stage_ms;
+  uint64_t entered_ms;  // when the order entered the stage
 };
 
 struct EngineOptions {
