@@ -289,6 +289,7 @@ int serve(const ServeOptions& o) {
   store_opts.path = (std::filesystem::path(o.data_dir) / "store").string();
   store_opts.durability = o.durability == "none" ? Durability::none : Durability::fsync;
   store_opts.partitions = o.partitions;
+  store_opts.on_wal_sync = [&metrics](double seconds) { metrics.wal_sync(seconds); };
   auto store = RocksStore::open(store_opts);
   if (!store) {
     server.stop();

@@ -80,12 +80,21 @@ std::string new_request_id() {
 
 void Api::handle(Request& req, Respond respond) {
   const std::string_view label = route_label(req.path);
+  // The order a request is about, for the log line: from the path, or a created order's Location.
+  std::string order_id;
+  for (std::string_view prefix : {"/v1/orders/", "/v1/admin/orders/"}) {
+    if (req.path.substr(0, prefix.size()) == prefix) {
+      std::string_view rest = req.path.substr(prefix.size());
+      order_id = std::string(rest.substr(0, rest.find('/')));
+      if (!OrderId::parse(order_id)) order_id.clear();
+    }
+  }
   std::string id = is_valid_token(req.request_id, 128) ? std::string(req.request_id) : new_request_id();
   const auto start = std::chrono::steady_clock::now();
   Metrics* metrics = metrics_;
   const char* method = req.method == Method::get ? "GET" : req.method == Method::post ? "POST" : "OTHER";
   route(req, [respond = std::move(respond), label, id = std::move(id), start, metrics,
-              method](Response r) {
+              method, order_id = std::move(order_id)](Response r) mutable {
     double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     if (metrics != nullptr) {
       metrics->http_request(label, r.status, secs);
@@ -102,8 +111,13 @@ void Api::handle(Request& req, Respond respond) {
     if (log::enabled(level)) {
       std::string status = std::to_string(r.status);
       std::string ms = std::to_string(secs * 1000.0);
+      if (order_id.empty()) {
+        for (const auto& [name, value] : r.headers) {
+          if (name == "Location" && value.size() > 11) order_id = value.substr(11);
+        }
+      }
       log::write(level, "request", {{"request_id", id}, {"method", method}, {"route", label},
-                                    {"status", status}, {"duration_ms", ms}});
+                                    {"status", status}, {"duration_ms", ms}, {"order_id", order_id}});
     }
     r.headers.emplace_back("X-Request-Id", id);
     respond(std::move(r));

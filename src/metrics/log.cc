@@ -39,7 +39,9 @@ void write(Level level, std::string_view message, std::initializer_list<Field> f
       .field("time", format_rfc3339_ms(SystemClock().now_ms()))
       .field("level", kNames[static_cast<int>(level)])
       .field("msg", message);
-  for (const auto& [k, v] : fields) w.field(k, v);
+  for (const auto& [k, v] : fields) {
+    if (!v.empty()) w.field(k, v);  // an empty value is an absent field
+  }
   w.end_object();
   line.push_back('\n');
   std::lock_guard lock(g_mu);

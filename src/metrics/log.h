@@ -17,7 +17,7 @@ bool parse_level(std::string_view name, Level& out);
 void set_level(Level level);
 bool enabled(Level level);
 
-using Field = std::pair<std::string_view, std::string_view>;
+using Field = std::pair<std::string_view, std::string_view>;  // empty values are left out
 void write(Level level, std::string_view message, std::initializer_list<Field> fields = {});
 
 inline void info(std::string_view m, std::initializer_list<Field> f = {}) { write(Level::info, m, f); }

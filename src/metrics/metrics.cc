@@ -73,6 +73,10 @@ struct Metrics::Impl {
   Family<Gauge>& disk_capacity = prometheus::BuildGauge()
       .Name("orderflow_data_dir_capacity_bytes").Help("Size of the data directory's file system")
       .Register(registry);
+  Family<Histogram>& fsync = prometheus::BuildHistogram()
+      .Name("orderflow_log_fsync_seconds").Help("Each fdatasync of the order log (RocksDB write-ahead log)")
+      .Register(registry);
+  Histogram* fsync_series = &fsync.Add({}, kLatencyBuckets);
   Family<Gauge>& stuck = prometheus::BuildGauge()
       .Name("orderflow_orders_stuck").Help("Orders in a stage longer than its SLA, by stage")
       .Register(registry);
@@ -211,6 +215,8 @@ void Metrics::set_disk(double free_bytes, double capacity_bytes) {
   impl_->disk_free.Add({}).Set(free_bytes);
   impl_->disk_capacity.Add({}).Set(capacity_bytes);
 }
+
+void Metrics::wal_sync(double seconds) { impl_->fsync_series->Observe(seconds); }
 
 std::string Metrics::render() {
   Sampler sampler;

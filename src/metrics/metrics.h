@@ -59,6 +59,7 @@ class Metrics {
   void set_queue_depth(uint32_t partition, double n);
   void set_stuck(Stage stage, double n);
   void set_disk(double free_bytes, double capacity_bytes);
+  void wal_sync(double seconds);
 
   std::string render();
 

@@ -59,6 +59,8 @@ class MetricsTest(unittest.TestCase):
             self.assertGreaterEqual(sum(v for (n, _), v in ms.items() if n == "orderflow_log_commit_seconds_count"), 1)
             self.assertGreaterEqual(sum(v for (n, _), v in ms.items() if n == "orderflow_partition_batch_commands_count"), 1)
             self.assertIn(("orderflow_partition_queue_depth", frozenset({("partition", "0")})), ms)
+            self.assertGreaterEqual(metric(ms, "orderflow_log_fsync_seconds_count"), 1)
+            self.assertGreater(metric(ms, "orderflow_log_fsync_seconds_sum"), 0)
             # Logs: one JSON object per line; at debug, a line per request with its id.
             c.request("GET", "/healthz", key=None, headers={"X-Request-Id": "trace-me-123"})
             lines = [json.loads(l) for l in server.log().splitlines() if l.strip()]
@@ -66,6 +68,9 @@ class MetricsTest(unittest.TestCase):
                 self.assertIn(l["level"], ("debug", "info", "warn", "error"))
                 self.assertRegex(l["time"], r"Z$")
             self.assertTrue(any(l.get("request_id") == "trace-me-123" and l["route"] == "/healthz" for l in lines))
+            created = [l for l in lines if l.get("route") == "/v1/orders" and l.get("status") == "201"]
+            self.assertEqual(sorted(l["order_id"] for l in created), sorted(ids + [declined]))
+            self.assertTrue(any(l.get("order_id") == ids[0] and l["route"] == "/v1/orders/{id}" for l in lines))
             c.close()
         finally:
             server.cleanup()

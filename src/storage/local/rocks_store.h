@@ -12,6 +12,7 @@
 #pragma once
 
 #include <atomic>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -20,6 +21,7 @@
 
 namespace rocksdb {
 class DB;
+
 class ColumnFamilyHandle;
 }  // namespace rocksdb
 
@@ -34,6 +36,9 @@ struct RocksStoreOptions {
   // A list query with a filter the chosen index cannot serve scans at most this many index
   // entries beyond `limit` before returning a partial page with a cursor.
   size_t list_scan_extra_max = 10000;
+  // Called with the duration of every fdatasync of the write-ahead log (for metrics); on
+  // RocksDB's writing thread, so it must be cheap. May be empty.
+  std::function<void(double seconds)> on_wal_sync;
 };
 
 class RocksStore final : public OrderStore {
@@ -54,11 +59,13 @@ class RocksStore final : public OrderStore {
   Result<std::vector<Order>> list_active(PartitionId partition) override;
   bool healthy() const override { return !failed_.load(std::memory_order_acquire); }
 
+
  private:
   RocksStore() = default;
 
   RocksStoreOptions options_;
   std::unique_ptr<rocksdb::DB> db_;
+
   std::vector<rocksdb::ColumnFamilyHandle*> cfs_;  // owned; see kCf* in the .cc
   std::atomic<bool> failed_{false};
 };
