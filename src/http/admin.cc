@@ -7,6 +7,7 @@
 #include "core/clock.h"
 #include "core/json_writer.h"
 #include "core/order_json.h"
+#include "metrics/log.h"
 #include "http/api.h"
 #include "http/errors.h"
 #include "http/query.h"
@@ -210,8 +211,15 @@ void Api::bulk_redrive(const Backend& b, const Principal& who, Request& req, Res
     };
     auto tally = std::make_shared<Tally>();
     auto start = std::chrono::steady_clock::now();
+    auto reported = start;
+    log::info("bulk redrive started", {{"tenant", tenant}, {"matched", std::to_string(ids.size())}});
     for (size_t i = 0; i < ids.size(); ++i) {
       std::this_thread::sleep_until(start + std::chrono::microseconds(i * 1000000 / rate));
+      if (std::chrono::steady_clock::now() - reported >= std::chrono::seconds(1)) {
+        reported = std::chrono::steady_clock::now();
+        log::info("bulk redrive progress", {{"tenant", tenant}, {"issued", std::to_string(i)},
+                                             {"matched", std::to_string(ids.size())}});
+      }
       OrderId id = ids[i];
       engine->redrive(RedriveCommand{tenant, id}, [tally, id](Result<CommandResult> r) {
         std::lock_guard lock(tally->mu);
@@ -235,6 +243,8 @@ void Api::bulk_redrive(const Backend& b, const Principal& who, Request& req, Res
     w.key("failed").begin_array();
     for (auto& [id, code] : tally->failed) w.begin_object().field("id", id).field("code", code).end_object();
     w.end_array().end_object();
+    log::info("bulk redrive done", {{"tenant", tenant}, {"redriven", std::to_string(tally->ok)},
+                                    {"failed", std::to_string(tally->done - tally->ok)}});
     lock.unlock();
     g_bulk_redrive_running.store(false);
     respond(std::move(r));
