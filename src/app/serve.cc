@@ -356,6 +356,7 @@ int serve(const ServeOptions& o) {
   // Drain: no new connections; every enqueued command is applied, committed and answered.
   server.stop_accepting();
   if (separate_admin) admin_server.stop_accepting();
+  api.shutdown();
   tasks.stop();   // answers waiting polls; unanswered leases are re-offered after a restart
   engine.stop();  // applies and commits what is queued; answers every accepted request
   (*sims)->stop();

@@ -55,16 +55,7 @@ class Saga {
   void run(const Script& script, int steps_max = 200) {
     for (int i = 0; i < steps_max; ++i) {
       if (!pending.empty()) {
-        EffectCall call = pending.front();
-        pending.pop_front();
-        calls.push_back(call);
-        EffectResult r = script(call);
-        r.order_id = call.order_id;
-        r.stage = call.stage;
-        r.action = call.action;
-        r.attempt = call.attempt;
-        now += 1;
-        take(apply_effect_result(order, r, now, kPolicy));
+        answer_next(script(pending.front()));
       } else if (wake) {
         now = std::max(now, *wake);
         wake.reset();
@@ -74,6 +65,18 @@ class Saga {
       }
     }
     FAIL() << "did not settle";
+  }
+
+  // Answers the oldest issued effect with `r` (its identity filled in from the call).
+  void answer_next(EffectResult r) {
+    EffectCall c = pending.front();
+    pending.pop_front();
+    calls.push_back(c);
+    r.order_id = c.order_id;
+    r.stage = c.stage;
+    r.action = c.action;
+    r.attempt = c.attempt;
+    take(apply_effect_result(order, r, ++now, kPolicy));
   }
 
   std::vector<std::string> actions() const {
@@ -299,17 +302,7 @@ TEST_P(CancelAt, CompensatesAndEndsCancelled) {
   const CancelCase& cc = GetParam();
   Saga s;
   // Complete `steps_done` forward steps; the next one stays in flight.
-  for (int i = 0; i < cc.steps_done; ++i) {
-    EffectCall c = s.pending.front();
-    s.pending.pop_front();
-    s.calls.push_back(c);
-    EffectResult r = ok();
-    r.order_id = c.order_id;
-    r.stage = c.stage;
-    r.action = c.action;
-    r.attempt = c.attempt;
-    s.take(apply_effect_result(s.order, r, ++s.now, kPolicy));
-  }
+  for (int i = 0; i < cc.steps_done; ++i) s.answer_next(ok());
   ASSERT_EQ(s.order.status, cc.steps_done == 0 ? OrderStatus::pending : kSteps[cc.steps_done - 1].reached);
   auto t = cancel_order(s.order, "changed my mind", ++s.now, kPolicy);
   ASSERT_TRUE(t.ok());
@@ -339,14 +332,7 @@ INSTANTIATE_TEST_SUITE_P(
 
 TEST(Pipeline, CancelWhileBackingOffAbandonsTheRetry) {
   Saga s;
-  EffectCall c = s.pending.front();
-  s.pending.pop_front();
-  EffectResult r = transient("busy");
-  r.order_id = c.order_id;
-  r.stage = c.stage;
-  r.action = c.action;
-  r.attempt = c.attempt;
-  s.take(apply_effect_result(s.order, r, ++s.now, kPolicy));
+  s.answer_next(transient("busy"));
   ASSERT_EQ(s.order.pipeline.effect->phase, EffectPhase::waiting);
   auto t = cancel_order(s.order, "", ++s.now, kPolicy);
   ASSERT_TRUE(t.ok());
@@ -358,16 +344,7 @@ TEST(Pipeline, CancelWhileBackingOffAbandonsTheRetry) {
 
 TEST(Pipeline, CancelRejectedFromCourierAssignedOn) {
   Saga s;
-  for (int i = 0; i < 4; ++i) {  // reserve, authorize, confirm, assign succeed
-    EffectCall c = s.pending.front();
-    s.pending.pop_front();
-    EffectResult r = ok();
-    r.order_id = c.order_id;
-    r.stage = c.stage;
-    r.action = c.action;
-    r.attempt = c.attempt;
-    s.take(apply_effect_result(s.order, r, ++s.now, kPolicy));
-  }
+  for (int i = 0; i < 4; ++i) s.answer_next(ok());  // reserve, authorize, confirm, assign
   ASSERT_EQ(s.order.status, OrderStatus::courier_assigned);  // deliver in flight
   Order before = s.order;
   auto t = cancel_order(s.order, "", s.now, kPolicy);

@@ -4,6 +4,18 @@
 
 namespace orderflow {
 
+namespace {
+// A result for the effect `call` names; the outcome is the caller's to fill in.
+EffectResult result_for(const EffectCall& c) {
+  EffectResult r;
+  r.order_id = c.order_id;
+  r.stage = c.stage;
+  r.action = c.action;
+  r.attempt = c.attempt;
+  return r;
+}
+}  // namespace
+
 TaskQueue::TaskQueue(const Clock& clock, TaskOptions options)
     : clock_(clock), options_(options), rng_(std::random_device{}()) {
   thread_ = std::thread([this] { run(); });
@@ -87,12 +99,7 @@ Result<EffectResult> TaskQueue::take_lease(const std::string& tenant, const std:
     return make_error(Errc::conflict,
                       "task " + task_id + " is unknown, expired or superseded; poll for a new one");
   }
-  EffectResult r;
-  const EffectCall& c = it->second.request.call;
-  r.order_id = c.order_id;
-  r.stage = c.stage;
-  r.action = c.action;
-  r.attempt = c.attempt;
+  EffectResult r = result_for(it->second.request.call);
   leases_.erase(it);
   return r;
 }
@@ -105,12 +112,7 @@ void TaskQueue::run() {
     std::vector<std::pair<EffectDone, EffectResult>> expired;
     for (auto it = leases_.begin(); it != leases_.end();) {
       if (it->second.expires_at_ms <= now) {
-        EffectResult r;
-        const EffectCall& c = it->second.request.call;
-        r.order_id = c.order_id;
-        r.stage = c.stage;
-        r.action = c.action;
-        r.attempt = c.attempt;
+        EffectResult r = result_for(it->second.request.call);
         r.outcome = EffectOutcome::transient;
         r.code = "lease_expired";
         r.message = "no result within the task lease";

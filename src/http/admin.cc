@@ -104,8 +104,16 @@ std::optional<uint64_t> parse_rfc3339_ms(std::string_view s) {
 }
 
 std::atomic<bool> g_bulk_redrive_running{false};
+std::atomic<bool> g_bulk_redrive_stop{false};
 
 }  // namespace
+
+void Api::shutdown() {
+  g_bulk_redrive_stop.store(true);
+  for (int i = 0; i < 500 && g_bulk_redrive_running.load(); ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+}
 
 void Api::stuck(const Backend& b, const Principal& who, Request& req, Respond& respond) {
   auto params = parse_query(req.query);
@@ -213,8 +221,11 @@ void Api::bulk_redrive(const Backend& b, const Principal& who, Request& req, Res
     auto start = std::chrono::steady_clock::now();
     auto reported = start;
     log::info("bulk redrive started", {{"tenant", tenant}, {"matched", std::to_string(ids.size())}});
+    size_t issued = 0;
     for (size_t i = 0; i < ids.size(); ++i) {
       std::this_thread::sleep_until(start + std::chrono::microseconds(i * 1000000 / rate));
+      if (g_bulk_redrive_stop.load()) break;  // shutting down: answer with what was done
+      ++issued;
       if (std::chrono::steady_clock::now() - reported >= std::chrono::seconds(1)) {
         reported = std::chrono::steady_clock::now();
         log::info("bulk redrive progress", {{"tenant", tenant}, {"issued", std::to_string(i)},
@@ -233,7 +244,7 @@ void Api::bulk_redrive(const Backend& b, const Principal& who, Request& req, Res
       });
     }
     std::unique_lock lock(tally->mu);
-    tally->cv.wait_for(lock, std::chrono::seconds(60), [&] { return tally->done == ids.size(); });
+    tally->cv.wait_for(lock, std::chrono::seconds(60), [&] { return tally->done == issued; });
     Response r;
     JsonWriter w(r.body);
     w.begin_object()

@@ -37,6 +37,8 @@ class Api final : public Handler {
   void set_ready(const Backend* backend) { backend_.store(backend, std::memory_order_release); }
   // Every request: an id (X-Request-Id, echoed), metrics by route and status, a debug log line.
   void handle(Request& request, Respond respond) override;
+  // Before the engine stops: ends a running bulk redrive (it answers with what it did).
+  void shutdown();
 
  private:
   void route(Request& request, Respond respond);
