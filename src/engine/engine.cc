@@ -551,7 +551,7 @@ void Engine::stuck_orders(std::string tenant, size_t limit,
   g->remaining = partitions_.size();
   g->done = std::move(done);
   for (auto& p : partitions_) {
-    Command c{StuckQuery{tenant, limit, [g, limit](std::vector<StuckOrder> part) {
+    Command c{StuckQuery{tenant, limit, [g, limit, this](std::vector<StuckOrder> part) {
                            std::unique_lock lock(g->mu);
                            if (g->remaining == 0) return;  // already answered with an error
                            for (auto& o : part) g->orders.push_back(std::move(o));
@@ -562,6 +562,9 @@ void Engine::stuck_orders(std::string tenant, size_t limit,
                              return std::tie(a.entered_ms, a.order.id) < std::tie(b.entered_ms, b.order.id);
                            });
                            if (v.size() > limit) v.resize(limit);
+                           // One clock reading for all, so in_stage_ms agrees with the order.
+                           const uint64_t now = clock_.now_ms();
+                           for (auto& s : v) s.in_stage_ms = now - std::min(now, s.entered_ms);
                            auto result = std::move(v);
                            lock.unlock();
                            g->done(std::move(result));
