@@ -139,6 +139,9 @@ void print_banner(const ServeOptions& o, const std::string& host, uint16_t port,
       "\"quantity\":2,\"unit_price_cents\":899}],\"currency\":\"USD\",\"payment_method\":"
       "\"tok_visa\",\"delivery_address\":\"1 Main St, Springfield\",\"tip_cents\":200}'\n",
       url.c_str(), shown.c_str());
+  if (o.admin_listen.empty()) {
+    std::printf("Dashboard: %s/ (paste the API key into the page)\n", url.c_str());
+  }
   std::fflush(stdout);
 }
 
