@@ -24,6 +24,7 @@
 #include <vector>
 
 #include "app/histogram.h"
+#include "app/server_url.h"
 #include "core/json_writer.h"
 
 extern char** environ;
@@ -39,24 +40,6 @@ using SteadyClock = std::chrono::steady_clock;
 
 double seconds_between(SteadyClock::time_point a, SteadyClock::time_point b) {
   return std::chrono::duration<double>(b - a).count();
-}
-
-bool parse_url(const std::string& url, std::string& host, uint16_t& port) {
-  std::string rest = url;
-  if (rest.rfind("http://", 0) == 0) rest = rest.substr(7);
-  if (!rest.empty() && rest.back() == '/') rest.pop_back();
-  size_t colon = rest.rfind(':');
-  if (colon == std::string::npos) return false;
-  host = rest.substr(0, colon);
-  if (host.size() > 2 && host.front() == '[') host = host.substr(1, host.size() - 2);
-  try {
-    int p = std::stoi(rest.substr(colon + 1));
-    if (p <= 0 || p > 65535) return false;
-    port = static_cast<uint16_t>(p);
-  } catch (...) {
-    return false;
-  }
-  return !host.empty();
 }
 
 // A string value after `"name":"` in a JSON text, or empty (enough for our own responses).
@@ -534,7 +517,7 @@ int bench(const BenchOptions& in) {
     port = embedded.port;
     std::fprintf(stderr, "orderflow bench: embedded server pid %d on 127.0.0.1:%u, data in %s\n",
                  embedded.pid, port, embedded.dir.c_str());
-  } else if (!parse_url(o.server, host, port)) {
+  } else if (!parse_server_url(o.server, host, port)) {
     std::fprintf(stderr, "orderflow bench: --server must be http://HOST:PORT\n");
     return 2;
   }

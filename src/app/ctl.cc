@@ -11,6 +11,8 @@
 #include <map>
 #include <regex>
 
+#include "app/server_url.h"
+
 namespace orderflow::app {
 namespace {
 
@@ -27,17 +29,6 @@ struct Reply {
   std::string error;  // transport failure
 };
 
-bool split_url(const std::string& url, std::string& host, std::string& port) {
-  std::string rest = url.rfind("http://", 0) == 0 ? url.substr(7) : url;
-  if (!rest.empty() && rest.back() == '/') rest.pop_back();
-  size_t colon = rest.rfind(':');
-  if (colon == std::string::npos) return false;
-  host = rest.substr(0, colon);
-  port = rest.substr(colon + 1);
-  if (host.size() > 2 && host.front() == '[') host = host.substr(1, host.size() - 2);
-  return !host.empty() && !port.empty();
-}
-
 class Client {
  public:
   explicit Client(const CtlOptions& o) : o_(o) {}
@@ -45,8 +36,9 @@ class Client {
   Reply call(bhttp::verb method, const std::string& target, const std::string& body = "",
              const std::function<bool(std::string_view)>& on_line = nullptr) {
     Reply r;
-    std::string host, port;
-    if (!split_url(o_.server, host, port)) {
+    std::string host;
+    uint16_t port_number = 0;
+    if (!parse_server_url(o_.server, host, port_number)) {
       r.error = "--server must be http://HOST:PORT";
       return r;
     }
@@ -55,7 +47,7 @@ class Client {
       tcp::resolver resolver(ioc);
       beast::tcp_stream stream(ioc);
       stream.expires_after(std::chrono::seconds(30));
-      stream.connect(resolver.resolve(host, port));
+      stream.connect(resolver.resolve(host, std::to_string(port_number)));
       bhttp::request<bhttp::string_body> req{method, target, 11};
       req.set(bhttp::field::host, host);
       req.set(bhttp::field::authorization, "Bearer " + o_.api_key);
