@@ -372,8 +372,8 @@ class Partition {
     return created;
   }
 
-  // The active order of `tenant`, or not_found; failed_precondition-producing callers get the
-  // terminal order through `terminal`.
+  // The tenant's order: the active one, or a terminal one loaded into `terminal`; not_found
+  // for a missing order or another tenant's.
   Result<Order*> active_for(const std::string& tenant, OrderId id, std::optional<Order>& terminal) {
     if (auto it = active_.find(id); it != active_.end()) {
       if (it->second.tenant != tenant) return make_error(Errc::not_found, "order not found");
@@ -389,20 +389,19 @@ class Partition {
     return &*terminal;
   }
 
-  Result<CommandResult> apply_one(CancelCommand& cmd, Batch& b) {
+  // Runs a state-machine step on the tenant's order. A terminal order is not in memory and
+  // the machine only ever refuses it, so a copy answers; an active order changes in place and
+  // joins the batch when the step appended events.
+  template <typename Step>
+  Result<CommandResult> step_order(const std::string& tenant, OrderId id, Batch& b, Step step) {
     std::optional<Order> terminal;
-    auto found = active_for(cmd.tenant, cmd.order_id, terminal);
+    auto found = active_for(tenant, id, terminal);
     if (!found) return found.take_error();
     Order& o = **found;
-    if (terminal) {
-      Order copy = o;
-      auto t = cancel_order(copy, cmd.reason, clock_.now_ms(), policy_);
-      OF_ASSERT(!t.ok());  // terminal orders cannot be cancelled
-      return t.take_error();
-    }
-    OrderStatus before = o.status;
-    auto t = cancel_order(o, cmd.reason, clock_.now_ms(), policy_);
+    const OrderStatus before = o.status;
+    Result<Transition> t = step(o);
     if (!t) return t.take_error();
+    OF_ASSERT(!terminal);  // the machine refuses every step on a terminal order
     if (!t->events.empty()) {
       b.touched.try_emplace(o.id, before);
       take(b, o, std::move(*t));
@@ -410,22 +409,15 @@ class Partition {
     return CommandResult{Outcome::updated, o};
   }
 
+  Result<CommandResult> apply_one(CancelCommand& cmd, Batch& b) {
+    return step_order(cmd.tenant, cmd.order_id, b, [&](Order& o) {
+      return cancel_order(o, cmd.reason, clock_.now_ms(), policy_);
+    });
+  }
+
   Result<CommandResult> apply_one(RedriveCommand& cmd, Batch& b) {
-    std::optional<Order> terminal;
-    auto found = active_for(cmd.tenant, cmd.order_id, terminal);
-    if (!found) return found.take_error();
-    Order& o = **found;
-    if (terminal) {
-      return make_error(Errc::failed_precondition,
-                        std::string("order is ") + status_name(o.status) +
-                            "; only needs_attention orders can be redriven");
-    }
-    OrderStatus before = o.status;
-    auto t = redrive_order(o, clock_.now_ms(), policy_);
-    if (!t) return t.take_error();
-    b.touched.try_emplace(o.id, before);
-    take(b, o, std::move(*t));
-    return CommandResult{Outcome::updated, o};
+    return step_order(cmd.tenant, cmd.order_id, b,
+                      [&](Order& o) { return redrive_order(o, clock_.now_ms(), policy_); });
   }
 
   Result<CommandResult> apply_one(StuckQuery&, Batch&) {
