@@ -13,7 +13,10 @@ namespace orderflow {
 struct EffectRequest {
   EffectCall call;
   std::string idempotency_key;             // effect_idempotency_key(order, stage, action)
-  std::shared_ptr<const Order> order;      // the order as it was when the effect was requested
+  // The order as it was when the effect was requested: set by a service that keeps the whole
+  // order (the task queue hands it to workers); the engine passes it by reference and leaves
+  // this empty, so a service that needs two fields does not pay for a copy of the order.
+  std::shared_ptr<const Order> order;
 };
 
 using EffectDone = std::function<void(EffectResult)>;
@@ -21,10 +24,11 @@ using EffectDone = std::function<void(EffectResult)>;
 class StageService {
  public:
   virtual ~StageService() = default;
-  // Starts the effect and returns at once. `done` is called exactly once, from any thread,
+  // Starts the effect and returns at once. `order` is the order as it is when the effect is
+  // requested, valid during the call only: a service copies what it keeps. `done` is called exactly once, from any thread,
   // unless the process stops first; the engine re-issues unanswered effects after a restart
   // under the same idempotency key, so a service must apply each key at most once.
-  virtual void execute(EffectRequest request, EffectDone done) = 0;
+  virtual void execute(EffectRequest request, const Order& order, EffectDone done) = 0;
 };
 
 }  // namespace orderflow

@@ -19,8 +19,15 @@ struct StuckQuery {
   std::function<void(std::vector<StuckOrder>)> done;
 };
 
+struct ListInProgress {
+  ListQuery query;
+  std::function<void(std::vector<Order>)> done;  // up to limit + 1 matches, newest first
+};
+
 struct Command {
-  std::variant<PlaceCommand, CancelCommand, RedriveCommand, ResultCommand, StuckQuery> body;
+  std::variant<PlaceCommand, CancelCommand, RedriveCommand, ResultCommand, StuckQuery,
+               ListInProgress>
+      body;
   Completion done;  // null for results nobody waits on
 };
 
@@ -48,6 +55,7 @@ class Partition {
       OrderId id = o.id;
       auto& stored = active_.emplace(id, std::move(o)).first->second;
       count_status(stored.status, +1);
+      index_status(stored, std::nullopt);
       index_stage(stored);
     }
     active_count_.store(active_.size(), std::memory_order_relaxed);
@@ -150,10 +158,7 @@ class Partition {
           std::move(queue_.begin(), end, std::back_inserter(batch));
           queue_.erase(queue_.begin(), end);
         }
-        for (const Command& c : batch) {
-          client_queued_ -= !std::holds_alternative<ResultCommand>(c.body) &&
-                            !std::holds_alternative<StuckQuery>(c.body);
-        }
+        for (const Command& c : batch) client_queued_ -= !std::holds_alternative<ResultCommand>(c.body);
       }
       apply(batch);
       batch.clear();
@@ -178,6 +183,14 @@ class Partition {
     std::vector<std::optional<Result<CommandResult>>> results(batch.size());
 
     uint64_t now = clock_.now_ms();
+    // Queries first: they see the state committed so far, never this batch's changes.
+    for (Command& c : batch) {
+      if (auto* q = std::get_if<StuckQuery>(&c.body)) {
+        q->done(find_stuck(q->tenant, q->limit, now));
+      } else if (auto* l = std::get_if<ListInProgress>(&c.body)) {
+        l->done(find_in_progress(l->query));
+      }
+    }
     while (!timers_.empty() && timers_.top().first <= now) {
       OrderId id = timers_.top().second;
       timers_.pop();
@@ -193,21 +206,22 @@ class Partition {
     }
 
     for (size_t i = 0; i < batch.size(); ++i) {
-      if (auto* q = std::get_if<StuckQuery>(&batch[i].body)) {
-        q->done(find_stuck(q->tenant, q->limit, now));
-        continue;
+      if (std::holds_alternative<StuckQuery>(batch[i].body) ||
+          std::holds_alternative<ListInProgress>(batch[i].body)) {
+        continue;  // answered above
       }
       if (failed_) {
         results[i] = make_error(Errc::unavailable, "a durable write failed; restart the server");
         continue;
       }
+      answering_ = static_cast<bool>(batch[i].done);
       std::visit([&](auto& cmd) { results[i] = apply_one(cmd, b); }, batch[i].body);
     }
 
     Status committed = Status::ok_status();
     if (!b.touched.empty()) {
       for (auto& [id, before] : b.touched) {
-        b.commit.orders.push_back(OrderWrite{active_.at(id), before});
+        b.commit.orders.push_back(OrderWrite{&active_.at(id), before});
       }
       b.commit.id_clock = last_id_clock_;
       auto t0 = std::chrono::steady_clock::now();
@@ -249,6 +263,7 @@ class Partition {
       if (!before || *before != it->second.status) {
         if (before) count_status(*before, -1);
         count_status(it->second.status, +1);
+        index_status(it->second, before);
       }
       index_stage(it->second);
       if (is_terminal(it->second.status)) active_.erase(it);
@@ -260,6 +275,31 @@ class Partition {
   void count_status(OrderStatus s, int64_t delta) {
     if (is_terminal(s)) return;
     status_counts_[static_cast<int>(s)].fetch_add(delta, std::memory_order_relaxed);
+  }
+
+  // Keeps the status index (tenant, status → ids of orders in progress) in step with an order
+  // whose status moved from `before` (nullopt: new, or loaded at start).
+  void index_status(const Order& o, std::optional<OrderStatus> before) {
+    if (before && !is_terminal(*before)) {
+      auto it = by_status_.find(o.tenant);
+      if (it != by_status_.end()) it->second[static_cast<int>(*before)].erase(o.id);
+    }
+    if (!is_terminal(o.status)) by_status_[o.tenant][static_cast<int>(o.status)].insert(o.id);
+  }
+
+  std::vector<Order> find_in_progress(const ListQuery& q) {
+    std::vector<Order> out;
+    auto it = by_status_.find(q.tenant);
+    if (it == by_status_.end() || !q.status || is_terminal(*q.status)) return out;
+    const auto& ids = it->second[static_cast<int>(*q.status)];
+    auto from = q.after ? ids.upper_bound(*q.after) : ids.begin();  // newest first: ids < after
+    for (auto i = from; i != ids.end() && out.size() <= q.limit; ++i) {
+      const Order& o = active_.at(*i);
+      if (q.customer_id && o.request.customer_id != *q.customer_id) continue;
+      if (q.merchant_id && o.request.merchant_id != *q.merchant_id) continue;
+      out.push_back(o);
+    }
+    return out;
   }
 
   // Keeps the stage index in step with an order: (stage, entered at) while it has an
@@ -309,11 +349,10 @@ class Partition {
 
   void issue(const Order& o, const EffectCall& call) {
     if (options_.metrics != nullptr) options_.metrics->effect_requested(call.stage, call.action, call.attempt);
-    EffectRequest req{call, effect_idempotency_key(o.id, call.stage, call.action),
-                      std::make_shared<const Order>(o)};
+    EffectRequest req{call, effect_idempotency_key(o.id, call.stage, call.action), nullptr};
     Engine* engine = &engine_;
     services_[static_cast<int>(call.stage)]->execute(
-        std::move(req), [engine](EffectResult r) { engine->submit_result(std::move(r)); });
+        std::move(req), o, [engine](EffectResult r) { engine->submit_result(std::move(r)); });
   }
 
   // An order for reading in this batch: active (authoritative) or, if terminal, from the store.
@@ -423,6 +462,9 @@ class Partition {
   Result<CommandResult> apply_one(StuckQuery&, Batch&) {
     return make_error(Errc::internal, "answered before the batch");  // not reached
   }
+  Result<CommandResult> apply_one(ListInProgress&, Batch&) {
+    return make_error(Errc::internal, "answered before the batch");  // not reached
+  }
 
   Result<CommandResult> apply_one(ResultCommand& cmd, Batch& b) {
     auto it = active_.find(cmd.result.order_id);
@@ -442,7 +484,8 @@ class Partition {
     }
     b.touched.try_emplace(o.id, before);
     take(b, o, std::move(t));
-    return CommandResult{Outcome::updated, o};
+    // Most results come from services that do not wait for the answer: no copy for them.
+    return CommandResult{Outcome::updated, answering_ ? o : Order{}};
   }
 
   const PartitionId id_;
@@ -460,12 +503,17 @@ class Partition {
   std::priority_queue<Timer, std::vector<Timer>, std::greater<Timer>> timers_;
   uint64_t last_id_clock_ = 0;
   bool failed_ = false;
+  bool answering_ = false;  // the command being applied has a completion waiting
   std::atomic<size_t> active_count_{0};
   std::array<std::atomic<int64_t>, kOrderStatusCount> status_counts_{};
   std::array<std::atomic<int64_t>, kStageCount> stuck_counts_{};
   // The stage index: per stage, (entered at, id) of the orders in it; and each order's entry.
   std::array<std::set<std::pair<uint64_t, OrderId>>, kStageCount> by_stage_;
   std::unordered_map<OrderId, std::pair<Stage, uint64_t>, OrderIdHash> in_stage_;
+  // The status index of the orders in progress: tenant → per status, ids newest first.
+  std::unordered_map<std::string,
+                     std::array<std::set<OrderId, std::greater<OrderId>>, kOrderStatusCount>>
+      by_status_;
   uint64_t stuck_refreshed_ms_ = 0;
 
   mutable std::mutex mu_;
@@ -566,6 +614,50 @@ void Engine::stuck_orders(std::string tenant, size_t limit,
                 std::unique_lock lock(g->mu);
                 if (g->remaining == 0) return;
                 g->remaining = 0;
+                lock.unlock();
+                g->done(r.take_error());
+              }};
+    p->submit(std::move(c), true);
+  }
+}
+
+void Engine::list_in_progress(ListQuery query, std::function<void(Result<ListPage>)> done) {
+  OF_ASSERT(query.status && !is_terminal(*query.status) && query.limit >= 1);
+  struct Gather {
+    std::mutex mu;
+    std::vector<Order> orders;
+    size_t remaining;
+    bool answered = false;
+    std::function<void(Result<ListPage>)> done;
+  };
+  auto g = std::make_shared<Gather>();
+  g->remaining = partitions_.size();
+  g->done = std::move(done);
+  const size_t limit = query.limit;
+  for (auto& p : partitions_) {
+    Command c{ListInProgress{query, [g, limit](std::vector<Order> part) {
+                               std::unique_lock lock(g->mu);
+                               if (g->answered) return;
+                               for (auto& o : part) g->orders.push_back(std::move(o));
+                               if (--g->remaining > 0) return;
+                               g->answered = true;
+                               auto& v = g->orders;
+                               std::sort(v.begin(), v.end(), [](const Order& a, const Order& b) {
+                                 return a.id > b.id;  // newest first
+                               });
+                               ListPage page;
+                               if (v.size() > limit) {
+                                 v.resize(limit);
+                                 page.next_after = v.back().id;  // more follow
+                               }
+                               page.orders = std::move(v);
+                               lock.unlock();
+                               g->done(std::move(page));
+                             }},
+              [g](Result<CommandResult> r) {
+                std::unique_lock lock(g->mu);
+                if (g->answered) return;
+                g->answered = true;
                 lock.unlock();
                 g->done(r.take_error());
               }};

@@ -111,6 +111,12 @@ class Engine {
   void stuck_orders(std::string tenant, size_t limit,
                     std::function<void(Result<std::vector<StuckOrder>>)> done);
 
+  // A page of the tenant's orders in progress with status `query.status` (which must not be
+  // terminal), newest first, with the query's other filters and cursor. Answered from each
+  // partition's in-memory status index (orders in progress are all in memory), on the
+  // partitions' threads; each partition contributes its committed state at one moment.
+  void list_in_progress(ListQuery query, std::function<void(Result<ListPage>)> done);
+
   // Live figures for gauges (relaxed reads of per-partition counters).
   int64_t orders_in_status(OrderStatus s) const;
   int64_t stuck_in_stage(Stage s) const;

@@ -59,7 +59,8 @@ class ControlledStore final : public OrderStore {
 // A stage service that records what it is asked and answers only when the test says so.
 class RecordingService final : public StageService {
  public:
-  void execute(EffectRequest request, EffectDone done) override {
+  void execute(EffectRequest request, const Order& order, EffectDone done) override {
+    request.order = std::make_shared<const Order>(order);
     std::lock_guard lock(mu);
     calls.push_back({std::move(request), std::move(done)});
     cv.notify_all();
@@ -434,6 +435,80 @@ TEST_F(EngineTest, IdsStayUniqueAcrossRestartWithAClockThatStepsBack) {
     ASSERT_TRUE(b.ok());
     EXPECT_GT(b->order.id, a->order.id);  // whatever partition minted it
   }
+}
+
+Result<ListPage> list_in_progress(Engine& e, ListQuery q) {
+  std::promise<Result<ListPage>> p;
+  e.list_in_progress(std::move(q), [&](Result<ListPage> r) { p.set_value(std::move(r)); });
+  return p.get_future().get();
+}
+
+TEST_F(EngineTest, ListsOrdersInProgressByStatusAcrossPartitionsNewestFirst) {
+  start();
+  std::vector<OrderId> pending;  // oldest first
+  for (int i = 0; i < 23; ++i) {
+    OrderRequest r = request();
+    r.customer_id = "c-" + std::to_string(i % 2);
+    auto placed = place("acme", "k" + std::to_string(i), r);
+    ASSERT_TRUE(placed.ok());
+    pending.push_back(placed->order.id);
+  }
+  ASSERT_TRUE(place("other", "k0").ok());
+  ASSERT_TRUE(cancel("acme", pending[5]).ok());  // now cancelling: leaves the pending index
+  pending.erase(pending.begin() + 5);
+  std::vector<OrderId> expected(pending.rbegin(), pending.rend());
+
+  for (size_t limit : {1, 4, 22, 100}) {
+    ListQuery q;
+    q.tenant = "acme";
+    q.status = OrderStatus::pending;
+    q.limit = limit;
+    std::vector<OrderId> got;
+    for (int pages = 0; pages < 50; ++pages) {
+      auto page = list_in_progress(*engine_, q);
+      ASSERT_TRUE(page.ok());
+      EXPECT_LE(page->orders.size(), limit);
+      for (auto& o : page->orders) got.push_back(o.id);
+      if (!page->next_after) break;
+      q.after = page->next_after;
+    }
+    EXPECT_EQ(got, expected) << "limit " << limit;
+  }
+  ListQuery by_customer;
+  by_customer.tenant = "acme";
+  by_customer.status = OrderStatus::pending;
+  by_customer.customer_id = "c-1";
+  by_customer.limit = 100;
+  auto page = list_in_progress(*engine_, by_customer);
+  ASSERT_TRUE(page.ok());
+  EXPECT_EQ(page->orders.size(), 10u);  // odd i of 0..22, less i = 5 (cancelling)
+  for (auto& o : page->orders) EXPECT_EQ(o.request.customer_id, "c-1");
+  by_customer.status = OrderStatus::cancelling;
+  by_customer.customer_id = "c-1";
+  EXPECT_EQ(list_in_progress(*engine_, by_customer)->orders.size(), 1u);  // i = 5
+}
+
+// Queries take a queue slot while they wait and give it back: many more queries than the
+// queue holds leave room for orders (a leaked slot per query once made a partition refuse
+// everything after queue_depth_max dashboard refreshes).
+TEST_F(EngineTest, QueriesGiveTheirQueueSlotBack) {
+  EngineOptions opts;
+  opts.queue_depth_max = 2;
+  start(opts);
+  for (int i = 0; i < 10; ++i) {
+    std::promise<void> answered;
+    engine_->stuck_orders("acme", 10, [&](Result<std::vector<StuckOrder>> r) {
+      EXPECT_TRUE(r.ok());
+      answered.set_value();
+    });
+    answered.get_future().wait();
+    ListQuery q;
+    q.tenant = "acme";
+    q.status = OrderStatus::pending;
+    EXPECT_TRUE(list_in_progress(*engine_, q).ok());
+  }
+  EXPECT_EQ(engine_->queued(), 0u);
+  for (int i = 0; i < 4; ++i) EXPECT_TRUE(place("acme", "k" + std::to_string(i)).ok());
 }
 
 }  // namespace

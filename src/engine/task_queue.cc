@@ -49,7 +49,8 @@ std::vector<LeasedTask> TaskQueue::lease_locked(const QueueKey& key, size_t n, u
   return out;
 }
 
-void TaskQueue::execute(EffectRequest request, EffectDone done) {
+void TaskQueue::execute(EffectRequest request, const Order& order, EffectDone done) {
+  request.order = std::make_shared<const Order>(order);  // rendered to the worker later
   PollDone wake;
   std::vector<LeasedTask> leased;
   {

@@ -49,7 +49,7 @@ class TaskQueue final : public StageService {
   TaskQueue(const Clock& clock, TaskOptions options);
   ~TaskQueue() override;
 
-  void execute(EffectRequest request, EffectDone done) override;
+  void execute(EffectRequest request, const Order& order, EffectDone done) override;
 
   // Leases up to `max_tasks` ready tasks of `tenant` in `stage`; when none is ready, waits up
   // to `wait_ms` for one. overloaded when waiters_max polls are already waiting.

@@ -25,6 +25,12 @@ EffectRequest request_for(const std::string& tenant, Stage stage, Action action,
   return r;
 }
 
+// Hands a request to the queue as the engine does: the order by reference.
+void submit(TaskQueue& q, EffectRequest r, EffectDone done) {
+  const Order order = *r.order;
+  q.execute(std::move(r), order, std::move(done));
+}
+
 std::vector<LeasedTask> poll_now(TaskQueue& q, const std::string& tenant, Stage s, size_t max) {
   std::promise<std::vector<LeasedTask>> p;
   EXPECT_TRUE(q.poll(tenant, s, max, 0, [&](std::vector<LeasedTask> t) { p.set_value(std::move(t)); })
@@ -35,10 +41,10 @@ std::vector<LeasedTask> poll_now(TaskQueue& q, const std::string& tenant, Stage 
 TEST(TaskQueue, LeasesByStageAndTenantInOrder) {
   FakeClock clock;
   TaskQueue q(clock, TaskOptions{});
-  q.execute(request_for("acme", Stage::dispatch, Action::assign, 1), [](EffectResult) {});
-  q.execute(request_for("acme", Stage::dispatch, Action::assign, 2), [](EffectResult) {});
-  q.execute(request_for("globex", Stage::dispatch, Action::assign, 3), [](EffectResult) {});
-  q.execute(request_for("acme", Stage::delivery, Action::deliver, 4), [](EffectResult) {});
+  submit(q, request_for("acme", Stage::dispatch, Action::assign, 1), [](EffectResult) {});
+  submit(q, request_for("acme", Stage::dispatch, Action::assign, 2), [](EffectResult) {});
+  submit(q, request_for("globex", Stage::dispatch, Action::assign, 3), [](EffectResult) {});
+  submit(q, request_for("acme", Stage::delivery, Action::deliver, 4), [](EffectResult) {});
   auto tasks = poll_now(q, "acme", Stage::dispatch, 10);
   ASSERT_EQ(tasks.size(), 2u);
   EXPECT_EQ(tasks[0].request.call.order_id.ms(), 1001u);
@@ -54,7 +60,7 @@ TEST(TaskQueue, MaxTasksIsRespected) {
   FakeClock clock;
   TaskQueue q(clock, TaskOptions{});
   for (uint16_t i = 0; i < 5; ++i) {
-    q.execute(request_for("acme", Stage::dispatch, Action::assign, i), [](EffectResult) {});
+    submit(q, request_for("acme", Stage::dispatch, Action::assign, i), [](EffectResult) {});
   }
   EXPECT_EQ(poll_now(q, "acme", Stage::dispatch, 2).size(), 2u);
   EXPECT_EQ(poll_now(q, "acme", Stage::dispatch, 10).size(), 3u);
@@ -63,7 +69,7 @@ TEST(TaskQueue, MaxTasksIsRespected) {
 TEST(TaskQueue, TakeLeaseOnceAndOnlyByItsTenant) {
   FakeClock clock;
   TaskQueue q(clock, TaskOptions{});
-  q.execute(request_for("acme", Stage::dispatch, Action::assign), [](EffectResult) {});
+  submit(q, request_for("acme", Stage::dispatch, Action::assign), [](EffectResult) {});
   auto tasks = poll_now(q, "acme", Stage::dispatch, 1);
   ASSERT_EQ(tasks.size(), 1u);
   EXPECT_EQ(q.take_lease("globex", tasks[0].task_id).error().code, Errc::conflict);
@@ -80,7 +86,7 @@ TEST(TaskQueue, ExpiredLeaseIsReportedAndRefused) {
   opts.lease_ms = 1000;
   TaskQueue q(clock, opts);
   std::promise<EffectResult> reported;
-  q.execute(request_for("acme", Stage::dispatch, Action::assign),
+  submit(q, request_for("acme", Stage::dispatch, Action::assign),
             [&](EffectResult r) { reported.set_value(std::move(r)); });
   auto tasks = poll_now(q, "acme", Stage::dispatch, 1);
   ASSERT_EQ(tasks.size(), 1u);
@@ -89,7 +95,7 @@ TEST(TaskQueue, ExpiredLeaseIsReportedAndRefused) {
   ASSERT_TRUE(still.ok());
 
   std::promise<EffectResult> reported2;
-  q.execute(request_for("acme", Stage::dispatch, Action::assign, 7),
+  submit(q, request_for("acme", Stage::dispatch, Action::assign, 7),
             [&](EffectResult r) { reported2.set_value(std::move(r)); });
   auto t2 = poll_now(q, "acme", Stage::dispatch, 1);
   ASSERT_EQ(t2.size(), 1u);
@@ -110,7 +116,7 @@ TEST(TaskQueue, LongPollWakesOnNewTaskOrTimesOut) {
   ASSERT_TRUE(q.poll("acme", Stage::dispatch, 5, 30000,
                      [&](std::vector<LeasedTask> t) { p.set_value(std::move(t)); })
                   .ok());
-  q.execute(request_for("acme", Stage::dispatch, Action::assign), [](EffectResult) {});
+  submit(q, request_for("acme", Stage::dispatch, Action::assign), [](EffectResult) {});
   auto f = p.get_future();
   ASSERT_EQ(f.wait_for(std::chrono::seconds(5)), std::future_status::ready);
   EXPECT_EQ(f.get().size(), 1u);

@@ -2,6 +2,7 @@
 #include <simdjson.h>
 
 #include <charconv>
+#include <future>
 #include <thread>
 
 #include "core/clock.h"
@@ -192,7 +193,9 @@ void Api::bulk_redrive(const Backend& b, const Principal& who, Request& req, Res
   q.limit = 500;
   std::vector<OrderId> ids;
   for (int pages = 0; pages < 100 && ids.size() < 100000; ++pages) {
-    auto page = b.engine->store().list_orders(q);
+    std::promise<Result<ListPage>> listed;
+    b.engine->list_in_progress(q, [&](Result<ListPage> r) { listed.set_value(std::move(r)); });
+    auto page = listed.get_future().get();  // answered by the partitions within a batch
     if (!page) return respond(error_response(page.error()));
     for (const Order& o : page->orders) {
       if (!since || o.updated_at_ms >= *since) ids.push_back(o.id);

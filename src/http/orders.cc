@@ -214,24 +214,28 @@ void Api::list_orders(const Backend& b, const Principal& who, Request& req, Resp
     std::string msg = bad.front().field + ": " + bad.front().reason;
     return respond(error_response(Error{Errc::invalid_argument, msg, std::move(bad)}));
   }
-  auto page = b.engine->store().list_orders(q);
-  if (!page) return respond(error_response(page.error()));
-  Response r;
-  r.body.reserve(512 + page->orders.size() * 768);
-  JsonWriter w(r.body);
-  w.begin_object().key("orders").begin_array();
-  for (const Order& o : page->orders) {
-    w.element_separator();
-    render_order(o, r.body);
-  }
-  w.end_array().key("next_page_token");
-  if (page->next_after) {
-    w.value(page->next_after->str());
-  } else {
-    w.null();
-  }
-  w.end_object();
-  respond(std::move(r));
+  auto answer = [respond](Result<ListPage> page) {
+    if (!page) return respond(error_response(page.error()));
+    Response r;
+    r.body.reserve(512 + page->orders.size() * 768);
+    JsonWriter w(r.body);
+    w.begin_object().key("orders").begin_array();
+    for (const Order& o : page->orders) {
+      w.element_separator();
+      render_order(o, r.body);
+    }
+    w.end_array().key("next_page_token");
+    if (page->next_after) {
+      w.value(page->next_after->str());
+    } else {
+      w.null();
+    }
+    w.end_object();
+    respond(std::move(r));
+  };
+  // Orders in progress are indexed by status in the engine's memory; ended ones in the store.
+  if (q.status && !is_terminal(*q.status)) return b.engine->list_in_progress(std::move(q), answer);
+  answer(b.engine->store().list_orders(q));
 }
 
 void Api::cancel_order(const Backend& b, const Principal& who, OrderId id, Request& req,

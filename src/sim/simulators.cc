@@ -75,11 +75,31 @@ bool decode_entry(std::string_view v, Entry& e) {
 
 }  // namespace
 
+// What the simulators read of an order: only the action's own inputs are copied.
+struct SimInput {
+  std::vector<LineItem> items;  // reserve, release
+  std::string payment_method;   // authorize
+  std::string merchant_id;      // confirm
+
+  static SimInput of(Action a, const Order& o) {
+    SimInput in;
+    switch (a) {
+      case Action::reserve:
+      case Action::release: in.items = o.request.items; break;
+      case Action::authorize: in.payment_method = o.request.payment_method; break;
+      case Action::confirm: in.merchant_id = o.request.merchant_id; break;
+      default: break;
+    }
+    return in;
+  }
+};
+
 struct Simulators::Impl {
   struct Pending {
     uint64_t due_ms;
     uint64_t seq;
     EffectRequest request;
+    SimInput input;
     EffectDone done;
     bool operator>(const Pending& o) const {
       return due_ms != o.due_ms ? due_ms > o.due_ms : seq > o.seq;
@@ -137,9 +157,8 @@ struct Simulators::Impl {
   }
 
   // Applies one request against the ledger; returns its result.
-  EffectResult process(const EffectRequest& req) {
+  EffectResult process(const EffectRequest& req, const SimInput& order) {
     const EffectCall& call = req.call;
-    const Order& order = *req.order;
     EffectResult r;
     r.order_id = call.order_id;
     r.stage = call.stage;
@@ -166,7 +185,7 @@ struct Simulators::Impl {
     switch (call.action) {
       case Action::reserve: {
         std::map<std::string, int64_t> need;
-        for (const LineItem& it : order.request.items) need[it.sku] += it.quantity;
+        for (const LineItem& it : order.items) need[it.sku] += it.quantity;
         std::string short_sku;
         for (auto& [sku, qty] : need) {
           auto have = stock_of(sku);
@@ -187,14 +206,14 @@ struct Simulators::Impl {
         Entry reserved = load(call.order_id, Action::reserve);
         bool was_reserved = reserved.applied > 0 && reserved.outcome == EffectOutcome::success;
         if (was_reserved && e.applied == 0) {
-          for (const LineItem& it : order.request.items) {
+          for (const LineItem& it : order.items) {
             if (auto have = stock_of(it.sku)) set_stock(it.sku, *have + it.quantity);
           }
         }
         break;
       }
       case Action::authorize: {
-        const std::string& token = order.request.payment_method;
+        const std::string& token = order.payment_method;
         if (token == "tok_declined") {
           e.outcome = EffectOutcome::permanent;
           e.code = "payment_declined";
@@ -212,10 +231,10 @@ struct Simulators::Impl {
         break;
       }
       case Action::confirm:
-        if (closed(order.request.merchant_id)) {
+        if (closed(order.merchant_id)) {
           e.outcome = EffectOutcome::permanent;
           e.code = "merchant_rejected";
-          r.message = "merchant " + order.request.merchant_id + " is closed";
+          r.message = "merchant " + order.merchant_id + " is closed";
         }
         break;
       case Action::assign:
@@ -255,7 +274,7 @@ struct Simulators::Impl {
       }
       std::vector<EffectResult> results;
       results.reserve(batch.size());
-      for (const Pending& p : batch) results.push_back(process(p.request));
+      for (const Pending& p : batch) results.push_back(process(p.request, p.input));
       rocksdb::WriteOptions wo;
       wo.sync = options.durability == Durability::fsync;
       rocksdb::Status s = db->Write(wo, &wb);
@@ -303,12 +322,14 @@ Result<std::unique_ptr<Simulators>> Simulators::open(SimOptions options) {
   return std::unique_ptr<Simulators>(new Simulators(std::move(impl)));
 }
 
-void Simulators::execute(EffectRequest request, EffectDone done) {
+void Simulators::execute(EffectRequest request, const Order& order, EffectDone done) {
+  SimInput input = SimInput::of(request.call.action, order);
   uint64_t due = steady_ms() + impl_->options.latency_ms[static_cast<int>(request.call.stage)];
   {
     std::lock_guard lock(impl_->mu);
     if (impl_->stopping) return;
-    impl_->queue.push(Impl::Pending{due, impl_->seq++, std::move(request), std::move(done)});
+    impl_->queue.push(
+        Impl::Pending{due, impl_->seq++, std::move(request), std::move(input), std::move(done)});
   }
   impl_->cv.notify_one();
 }

@@ -54,7 +54,7 @@ class Simulators final : public StageService {
   static Result<std::unique_ptr<Simulators>> open(SimOptions options);
   ~Simulators() override;
 
-  void execute(EffectRequest request, EffectDone done) override;
+  void execute(EffectRequest request, const Order& order, EffectDone done) override;
   // Stops the thread; unanswered requests are dropped (the engine re-issues them on restart).
   void stop();
 

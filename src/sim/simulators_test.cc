@@ -38,9 +38,8 @@ class SimTest : public ::testing::Test {
     EffectRequest r;
     r.call = EffectCall{o->id, st, a, attempt};
     r.idempotency_key = key.empty() ? effect_idempotency_key(o->id, st, a) : key;
-    r.order = o;
     std::promise<EffectResult> p;
-    s.execute(std::move(r), [&](EffectResult res) { p.set_value(std::move(res)); });
+    s.execute(std::move(r), *o, [&](EffectResult res) { p.set_value(std::move(res)); });
     return p.get_future().get();
   }
   int64_t stock_of(Simulators& s, const std::string& sku) {

@@ -24,7 +24,7 @@ enum class Durability { fsync, none };
 // The full new state of an order, and its status before this batch (nullopt when the order
 // is new), so the store can move its secondary index entries.
 struct OrderWrite {
-  Order order;
+  const Order* order;  // not owned: valid until commit() returns
   std::optional<OrderStatus> previous_status;
 };
 
@@ -73,7 +73,9 @@ class OrderStore {
   virtual Result<std::vector<Event>> get_events(OrderId id) = 0;
   virtual Result<std::optional<IdempotencyEntry>> find_idempotency(const std::string& tenant,
                                                                    const std::string& key) = 0;
-  // Consistent: one snapshot answers the whole page.
+  // Consistent: one snapshot answers the whole page. A status filter must be a terminal
+  // status (invalid_argument otherwise): the store indexes an order's status only once it has
+  // ended; the engine answers for orders in progress (Engine::list_in_progress).
   virtual Result<ListPage> list_orders(const ListQuery& query) = 0;
   virtual Result<PartitionState> load_partition(PartitionId partition) = 0;
   // Every non-terminal order of the partition (the engine holds these in memory).

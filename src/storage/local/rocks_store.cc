@@ -261,7 +261,7 @@ Status RocksStore::commit(const CommitBatch& batch) {
   rocksdb::WriteBatch wb;
   std::string buf;
   for (const OrderWrite& w : batch.orders) {
-    const Order& o = w.order;
+    const Order& o = *w.order;
     buf.clear();
     codec::encode_order(o, buf);
     wb.Put(cfs_[kCfOrders], order_key(o.id), buf);
@@ -271,9 +271,11 @@ Status RocksStore::commit(const CommitBatch& batch) {
     if (!now_active && was_active) wb.Delete(cfs_[kCfActive], active_key(o.id));
     if (!w.previous_status) {
       for (const auto& k : static_index_keys(o)) wb.Put(cfs_[kCfIndexes], k, {});
-      for (const auto& k : status_index_keys(o, o.status)) wb.Put(cfs_[kCfIndexes], k, {});
-    } else if (*w.previous_status != o.status) {
-      for (const auto& k : status_index_keys(o, *w.previous_status)) wb.Delete(cfs_[kCfIndexes], k);
+    }
+    // Status index entries exist for terminal statuses only (orders in progress are indexed
+    // by the engine, in memory): written once, when the order ends.
+    const bool ended_now = !now_active && (!w.previous_status || !is_terminal(*w.previous_status));
+    if (ended_now) {
       for (const auto& k : status_index_keys(o, o.status)) wb.Put(cfs_[kCfIndexes], k, {});
     }
   }
@@ -351,6 +353,10 @@ Result<std::optional<IdempotencyEntry>> RocksStore::find_idempotency(const std::
 
 Result<ListPage> RocksStore::list_orders(const ListQuery& q) {
   OF_ASSERT(q.limit >= 1);
+  if (q.status && !is_terminal(*q.status)) {
+    return make_error(Errc::invalid_argument,
+                      "the store indexes terminal statuses only; orders in progress are the engine's");
+  }
   // Pick the narrowest index. With a customer filter, the customer's orders (few) are scanned
   // and any merchant or status filter is checked on the orders themselves.
   std::string prefix;
