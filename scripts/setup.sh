@@ -5,7 +5,7 @@ set -euo pipefail
 
 packages=(
   build-essential cmake g++ make pkg-config
-  librocksdb-dev libsimdjson-dev libboost-dev libcli11-dev libgtest-dev prometheus-cpp-dev
+  librocksdb-dev libsimdjson-dev libboost-dev libcli11-dev libgtest-dev libjemalloc-dev prometheus-cpp-dev
   python3 curl ca-certificates procps prometheus chromium
 )
 
