@@ -578,91 +578,90 @@ void Engine::submit_result(EffectResult result, Completion done) {
   partitions_[p->value]->submit(Command{ResultCommand{std::move(result)}, std::move(done)}, false);
 }
 
-void Engine::stuck_orders(std::string tenant, size_t limit,
-                          std::function<void(Result<std::vector<StuckOrder>>)> done) {
-  // Every partition answers on its own thread; the last answer completes the call.
+namespace {
+
+// Asks every partition one query, each answered on its partition's thread with a vector of
+// T; once the last has answered, `merge` gets them all, concatenated, and its result goes to
+// `done`. A partition that refuses the query (full queue, stopping) answers `done` with the
+// error instead, once.
+template <typename T, typename Out, typename MakeQuery, typename Merge>
+void ask_every_partition(const std::vector<std::unique_ptr<Partition>>& partitions,
+                         MakeQuery make_query, Merge merge,
+                         std::function<void(Result<Out>)> done) {
   struct Gather {
     std::mutex mu;
-    std::vector<StuckOrder> orders;
+    std::vector<T> items;
     size_t remaining;
-    std::function<void(Result<std::vector<StuckOrder>>)> done;
+    bool answered = false;
+    std::function<void(Result<Out>)> done;
   };
   auto g = std::make_shared<Gather>();
-  g->remaining = partitions_.size();
+  g->remaining = partitions.size();
   g->done = std::move(done);
-  for (auto& p : partitions_) {
-    Command c{StuckQuery{tenant, limit, [g, limit, this](std::vector<StuckOrder> part) {
-                           std::unique_lock lock(g->mu);
-                           if (g->remaining == 0) return;  // already answered with an error
-                           for (auto& o : part) g->orders.push_back(std::move(o));
-                           if (--g->remaining > 0) return;
-                           auto& v = g->orders;
-                           // Oldest in stage first; ties by id, so the order is stable.
-                           std::sort(v.begin(), v.end(), [](const StuckOrder& a, const StuckOrder& b) {
-                             return std::tie(a.entered_ms, a.order.id) < std::tie(b.entered_ms, b.order.id);
-                           });
-                           if (v.size() > limit) v.resize(limit);
-                           // One clock reading for all, so in_stage_ms agrees with the order.
-                           const uint64_t now = clock_.now_ms();
-                           for (auto& s : v) s.in_stage_ms = now - std::min(now, s.entered_ms);
-                           auto result = std::move(v);
-                           lock.unlock();
-                           g->done(std::move(result));
-                         }},
-              [g](Result<CommandResult> r) {
-                // Refused (stopping or full): answer once with the error.
-                std::unique_lock lock(g->mu);
-                if (g->remaining == 0) return;
-                g->remaining = 0;
-                lock.unlock();
-                g->done(r.take_error());
-              }};
-    p->submit(std::move(c), true);
+  for (const auto& p : partitions) {
+    std::function<void(std::vector<T>)> part_done = [g, merge](std::vector<T> part) {
+      std::unique_lock lock(g->mu);
+      if (g->answered) return;
+      for (T& t : part) g->items.push_back(std::move(t));
+      if (--g->remaining > 0) return;
+      g->answered = true;
+      std::vector<T> all = std::move(g->items);
+      lock.unlock();
+      g->done(merge(std::move(all)));
+    };
+    Completion refused = [g](Result<CommandResult> r) {
+      std::unique_lock lock(g->mu);
+      if (g->answered) return;
+      g->answered = true;
+      lock.unlock();
+      g->done(r.take_error());
+    };
+    p->submit(Command{make_query(std::move(part_done)), std::move(refused)}, true);
   }
+}
+
+}  // namespace
+
+void Engine::stuck_orders(std::string tenant, size_t limit,
+                          std::function<void(Result<std::vector<StuckOrder>>)> done) {
+  ask_every_partition<StuckOrder, std::vector<StuckOrder>>(
+      partitions_,
+      [&](std::function<void(std::vector<StuckOrder>)> part_done) {
+        return StuckQuery{tenant, limit, std::move(part_done)};
+      },
+      [limit, this](std::vector<StuckOrder> v) {
+        // Oldest in stage first; ties by id, so the order is stable.
+        std::sort(v.begin(), v.end(), [](const StuckOrder& a, const StuckOrder& b) {
+          return std::tie(a.entered_ms, a.order.id) < std::tie(b.entered_ms, b.order.id);
+        });
+        if (v.size() > limit) v.resize(limit);
+        // One clock reading for all, so in_stage_ms agrees with the order.
+        const uint64_t now = clock_.now_ms();
+        for (auto& s : v) s.in_stage_ms = now - std::min(now, s.entered_ms);
+        return v;
+      },
+      std::move(done));
 }
 
 void Engine::list_in_progress(ListQuery query, std::function<void(Result<ListPage>)> done) {
   OF_ASSERT(query.status && !is_terminal(*query.status) && query.limit >= 1);
-  struct Gather {
-    std::mutex mu;
-    std::vector<Order> orders;
-    size_t remaining;
-    bool answered = false;
-    std::function<void(Result<ListPage>)> done;
-  };
-  auto g = std::make_shared<Gather>();
-  g->remaining = partitions_.size();
-  g->done = std::move(done);
   const size_t limit = query.limit;
-  for (auto& p : partitions_) {
-    Command c{ListInProgress{query, [g, limit](std::vector<Order> part) {
-                               std::unique_lock lock(g->mu);
-                               if (g->answered) return;
-                               for (auto& o : part) g->orders.push_back(std::move(o));
-                               if (--g->remaining > 0) return;
-                               g->answered = true;
-                               auto& v = g->orders;
-                               std::sort(v.begin(), v.end(), [](const Order& a, const Order& b) {
-                                 return a.id > b.id;  // newest first
-                               });
-                               ListPage page;
-                               if (v.size() > limit) {
-                                 v.resize(limit);
-                                 page.next_after = v.back().id;  // more follow
-                               }
-                               page.orders = std::move(v);
-                               lock.unlock();
-                               g->done(std::move(page));
-                             }},
-              [g](Result<CommandResult> r) {
-                std::unique_lock lock(g->mu);
-                if (g->answered) return;
-                g->answered = true;
-                lock.unlock();
-                g->done(r.take_error());
-              }};
-    p->submit(std::move(c), true);
-  }
+  ask_every_partition<Order, ListPage>(
+      partitions_,
+      [&](std::function<void(std::vector<Order>)> part_done) {
+        return ListInProgress{query, std::move(part_done)};
+      },
+      [limit](std::vector<Order> v) {
+        std::sort(v.begin(), v.end(), [](const Order& a, const Order& b) { return a.id > b.id; });
+        ListPage page;
+        if (v.size() > limit) {  // each partition gave up to limit + 1: more follow
+          v.resize(limit);
+          page.next_after = v.back().id;
+        }
+        page.orders = std::move(v);
+        return page;
+      },
+      std::move(done));
 }
 
 int64_t Engine::orders_in_status(OrderStatus s) const {
