@@ -310,6 +310,10 @@ Result<std::unique_ptr<Simulators>> Simulators::open(SimOptions options) {
   rocksdb::BlockBasedTableOptions table;
   table.filter_policy.reset(rocksdb::NewBloomFilterPolicy(10));
   o.table_factory.reset(rocksdb::NewBlockBasedTableFactory(table));
+  // The same for the memtable: a bloom filter over whole keys answers most lookups there
+  // without a skiplist search.
+  o.memtable_whole_key_filtering = true;
+  o.memtable_prefix_bloom_size_ratio = 0.05;
   rocksdb::DB* raw = nullptr;
   rocksdb::Status s = rocksdb::DB::Open(o, impl->options.path, &raw);
   if (!s.ok()) return make_error(Errc::internal, "cannot open the simulator ledger: " + s.ToString());
