@@ -53,10 +53,10 @@ class Partition {
     if (!active) return active.take_error();
     for (Order& o : *active) {
       OrderId id = o.id;
-      auto& stored = active_.emplace(id, std::move(o)).first->second;
-      count_status(stored.status, +1);
-      index_status(stored, std::nullopt);
-      index_stage(stored);
+      Live& live = active_.emplace(id, Live{std::move(o), {}}).first->second;
+      count_status(live.order.status, +1);
+      index_status(live.order, std::nullopt);
+      index_stage(live);
     }
     active_count_.store(active_.size(), std::memory_order_relaxed);
     return Status::ok_status();
@@ -104,14 +104,38 @@ class Partition {
   int64_t stuck(Stage s) const { return stuck_counts_[static_cast<int>(s)].load(std::memory_order_relaxed); }
 
  private:
+  // An order in progress, and its place in the stage index.
+  struct Live {
+    Order order;
+    std::optional<std::pair<Stage, uint64_t>> staged;  // (stage, entered at) in by_stage_
+  };
+
+  // An order changed in a batch, and its status before the batch (nullopt: created). Live
+  // entries stay put until the batch ends: nodes of active_ move only when erased.
+  struct Touched {
+    Live* live;
+    std::optional<OrderStatus> before;
+  };
+
+  // One batch's work; kept between batches so that its containers keep their capacity.
   struct Batch {
     CommitBatch commit;
-    // Every order changed in this batch → its status before the batch (nullopt: created).
-    std::unordered_map<OrderId, std::optional<OrderStatus>, OrderIdHash> touched;
+    std::unordered_map<OrderId, Touched, OrderIdHash> touched;
     std::unordered_map<std::string, OrderId> created_keys;  // tenant\0key → id
-    std::vector<EffectCall> issues;
+    std::vector<std::pair<EffectCall, Live*>> issues;
     std::vector<std::pair<uint64_t, OrderId>> wakes;
     std::vector<std::pair<OrderStatus, OrderStatus>> status_changes;
+
+    void clear() {
+      commit.orders.clear();
+      commit.events.clear();
+      commit.idempotency.clear();
+      touched.clear();
+      created_keys.clear();
+      issues.clear();
+      wakes.clear();
+      status_changes.clear();
+    }
   };
 
   using Timer = std::pair<uint64_t, OrderId>;
@@ -119,7 +143,8 @@ class Partition {
   void run() {
     // Effects that were in flight when the process stopped go out again (same keys), and
     // backoff timers are re-armed from the persisted state.
-    for (auto& [id, o] : active_) {
+    for (auto& [id, live] : active_) {
+      const Order& o = live.order;
       if (!o.pipeline.effect) continue;
       const EffectState& e = *o.pipeline.effect;
       if (e.phase == EffectPhase::in_flight) {
@@ -166,19 +191,20 @@ class Partition {
     }
   }
 
-  void take(Batch& b, Order& o, Transition&& t) {
+  // Adds an order's step to the batch; `before` is its status before the step.
+  void take(Batch& b, Live& live, OrderStatus before, Transition&& t) {
+    b.touched.try_emplace(live.order.id, Touched{&live, before});
     for (auto& change : t.status_changes) b.status_changes.push_back(change);
     for (Event& e : t.events) b.commit.events.push_back(std::move(e));
-    if (t.issue) b.issues.push_back(*t.issue);
-    if (t.wake_at_ms) b.wakes.emplace_back(*t.wake_at_ms, o.id);
+    if (t.issue) b.issues.emplace_back(*t.issue, &live);
+    if (t.wake_at_ms) b.wakes.emplace_back(*t.wake_at_ms, live.order.id);
   }
-
-  void touch(Batch& b, const Order& o) { b.touched.try_emplace(o.id, o.status); }
 
   // Applies a batch (and due timers) through the state machine, commits it once, then
   // completes commands, issues effects and arms timers.
   void apply(std::vector<Command>& batch) {
-    Batch b;
+    Batch& b = batch_;
+    b.clear();
     b.commit.partition = id_;
     std::vector<std::optional<Result<CommandResult>>> results(batch.size());
 
@@ -196,13 +222,14 @@ class Partition {
       timers_.pop();
       auto it = active_.find(id);
       if (it == active_.end()) continue;
-      Transition t = on_timer(it->second, now, policy_);
+      Live& live = it->second;
+      const OrderStatus before = live.order.status;
+      Transition t = on_timer(live.order, now, policy_);
       if (t.events.empty()) {
         if (t.wake_at_ms) timers_.push({*t.wake_at_ms, id});  // not due yet: re-arm
         continue;
       }
-      touch(b, it->second);
-      take(b, it->second, std::move(t));
+      take(b, live, before, std::move(t));
     }
 
     for (size_t i = 0; i < batch.size(); ++i) {
@@ -220,9 +247,7 @@ class Partition {
 
     Status committed = Status::ok_status();
     if (!b.touched.empty()) {
-      for (auto& [id, before] : b.touched) {
-        b.commit.orders.push_back(OrderWrite{&active_.at(id), before});
-      }
+      for (auto& [id, t] : b.touched) b.commit.orders.push_back(OrderWrite{&t.live->order, t.before});
       b.commit.id_clock = last_id_clock_;
       auto t0 = std::chrono::steady_clock::now();
       committed = store_.commit(b.commit);
@@ -242,14 +267,12 @@ class Partition {
     }
     if (!committed.ok()) return;
 
-    for (const EffectCall& call : b.issues) {
-      auto it = active_.find(call.order_id);
-      if (it == active_.end()) continue;
-      const auto& e = it->second.pipeline.effect;
+    for (const auto& [call, live] : b.issues) {
+      const auto& e = live->order.pipeline.effect;
       // Only the latest request of an order is live.
       if (e && e->phase == EffectPhase::in_flight && e->attempt == call.attempt &&
           e->action == call.action) {
-        issue(it->second, call);
+        issue(live->order, call);
       }
     }
     for (auto& w : b.wakes) timers_.push(w);
@@ -257,16 +280,16 @@ class Partition {
       for (auto& [from, to] : b.status_changes) options_.metrics->transition(from, to);
     }
     const bool publish = changes_.active();
-    for (auto& [id, before] : b.touched) {
-      auto it = active_.find(id);
-      if (publish) changes_.publish(it->second);
-      if (!before || *before != it->second.status) {
-        if (before) count_status(*before, -1);
-        count_status(it->second.status, +1);
-        index_status(it->second, before);
+    for (auto& [id, t] : b.touched) {
+      const Order& o = t.live->order;
+      if (publish) changes_.publish(o);
+      if (!t.before || *t.before != o.status) {
+        if (t.before) count_status(*t.before, -1);
+        count_status(o.status, +1);
+        index_status(o, t.before);
       }
-      index_stage(it->second);
-      if (is_terminal(it->second.status)) active_.erase(it);
+      index_stage(*t.live);
+      if (is_terminal(o.status)) active_.erase(id);
     }
     active_count_.store(active_.size(), std::memory_order_relaxed);
   }
@@ -294,7 +317,7 @@ class Partition {
     const auto& ids = it->second[static_cast<int>(*q.status)];
     auto from = q.after ? ids.upper_bound(*q.after) : ids.begin();  // newest first: ids < after
     for (auto i = from; i != ids.end() && out.size() <= q.limit; ++i) {
-      const Order& o = active_.at(*i);
+      const Order& o = active_.at(*i).order;
       if (q.customer_id && o.request.customer_id != *q.customer_id) continue;
       if (q.merchant_id && o.request.merchant_id != *q.merchant_id) continue;
       out.push_back(o);
@@ -304,18 +327,16 @@ class Partition {
 
   // Keeps the stage index in step with an order: (stage, entered at) while it has an
   // outstanding effect and is not parked; nothing otherwise.
-  void index_stage(const Order& o) {
-    if (auto it = in_stage_.find(o.id); it != in_stage_.end()) {
-      by_stage_[static_cast<int>(it->second.first)].erase({it->second.second, o.id});
-      in_stage_.erase(it);
+  void index_stage(Live& live) {
+    const Order& o = live.order;
+    std::optional<std::pair<Stage, uint64_t>> now;
+    if (!is_terminal(o.status) && o.status != OrderStatus::needs_attention && o.pipeline.effect) {
+      now.emplace(o.pipeline.effect->stage, o.pipeline.effect->started_ms);
     }
-    if (is_terminal(o.status) || o.status == OrderStatus::needs_attention || !o.pipeline.effect) {
-      return;
-    }
-    Stage st = o.pipeline.effect->stage;
-    uint64_t since = o.pipeline.effect->started_ms;
-    by_stage_[static_cast<int>(st)].insert({since, o.id});
-    in_stage_.emplace(o.id, std::make_pair(st, since));
+    if (now == live.staged) return;
+    if (live.staged) by_stage_[static_cast<int>(live.staged->first)].erase({live.staged->second, o.id});
+    if (now) by_stage_[static_cast<int>(now->first)].insert({now->second, o.id});
+    live.staged = now;
   }
 
   void refresh_stuck(uint64_t now) {
@@ -338,7 +359,7 @@ class Partition {
       size_t taken = 0;
       for (const auto& [since, id] : by_stage_[s]) {
         if (since + sla >= now || taken == limit) break;
-        const Order& o = active_.at(id);
+        const Order& o = active_.at(id).order;
         if (o.tenant != tenant) continue;
         out.push_back(StuckOrder{o, static_cast<Stage>(s), now - since, since});
         ++taken;
@@ -357,7 +378,7 @@ class Partition {
 
   // An order for reading in this batch: active (authoritative) or, if terminal, from the store.
   Result<const Order*> find(OrderId id, std::optional<Order>& holder) {
-    if (auto it = active_.find(id); it != active_.end()) return &it->second;
+    if (auto it = active_.find(id); it != active_.end()) return &it->second.order;
     auto stored = store_.get_order(id);
     if (!stored) return stored.take_error();
     if (!stored->has_value()) return static_cast<const Order*>(nullptr);
@@ -404,18 +425,18 @@ class Partition {
     for (Event& e : placed.events) b.commit.events.push_back(std::move(e));
     b.commit.idempotency.push_back(
         IdempotencyEntry{cmd.tenant, cmd.idempotency_key, id, placed.order.created_at_ms});
-    Order& o = active_.emplace(id, std::move(placed.order)).first->second;
-    b.touched.emplace(id, std::nullopt);
+    Live& live = active_.emplace(id, Live{std::move(placed.order), {}}).first->second;
+    b.touched.emplace(id, Touched{&live, std::nullopt});
     b.created_keys.emplace(std::move(scoped), id);
-    take(b, o, start_pipeline(o, now, policy_));
+    take(b, live, live.order.status, start_pipeline(live.order, now, policy_));
     return created;
   }
 
   // The tenant's order: the active one, or a terminal one loaded into `terminal`; not_found
   // for a missing order or another tenant's.
-  Result<Order*> active_for(const std::string& tenant, OrderId id, std::optional<Order>& terminal) {
+  Result<Live*> active_for(const std::string& tenant, OrderId id, std::optional<Live>& terminal) {
     if (auto it = active_.find(id); it != active_.end()) {
-      if (it->second.tenant != tenant) return make_error(Errc::not_found, "order not found");
+      if (it->second.order.tenant != tenant) return make_error(Errc::not_found, "order not found");
       return &it->second;
     }
     auto stored = store_.get_order(id);
@@ -424,7 +445,7 @@ class Partition {
     if (!stored->has_value() || (*stored)->tenant != tenant) {
       return make_error(Errc::not_found, "order not found");
     }
-    terminal = std::move(**stored);
+    terminal = Live{std::move(**stored), {}};
     return &*terminal;
   }
 
@@ -433,19 +454,16 @@ class Partition {
   // joins the batch when the step appended events.
   template <typename Step>
   Result<CommandResult> step_order(const std::string& tenant, OrderId id, Batch& b, Step step) {
-    std::optional<Order> terminal;
+    std::optional<Live> terminal;
     auto found = active_for(tenant, id, terminal);
     if (!found) return found.take_error();
-    Order& o = **found;
-    const OrderStatus before = o.status;
-    Result<Transition> t = step(o);
+    Live& live = **found;
+    const OrderStatus before = live.order.status;
+    Result<Transition> t = step(live.order);
     if (!t) return t.take_error();
     OF_ASSERT(!terminal);  // the machine refuses every step on a terminal order
-    if (!t->events.empty()) {
-      b.touched.try_emplace(o.id, before);
-      take(b, o, std::move(*t));
-    }
-    return CommandResult{Outcome::updated, o};
+    if (!t->events.empty()) take(b, live, before, std::move(*t));
+    return CommandResult{Outcome::updated, live.order};
   }
 
   Result<CommandResult> apply_one(CancelCommand& cmd, Batch& b) {
@@ -471,7 +489,8 @@ class Partition {
     if (it == active_.end()) {
       return make_error(Errc::conflict, "the order has no such effect outstanding");
     }
-    Order& o = it->second;
+    Live& live = it->second;
+    Order& o = live.order;
     OrderStatus before = o.status;
     const uint64_t now = clock_.now_ms();
     const uint64_t requested = o.pipeline.effect ? o.pipeline.effect->requested_ms : now;
@@ -482,8 +501,7 @@ class Partition {
       options_.metrics->effect_result(r.stage, r.action, r.outcome, r.code,
                                       static_cast<double>(now - std::min(now, requested)) / 1000.0);
     }
-    b.touched.try_emplace(o.id, before);
-    take(b, o, std::move(t));
+    take(b, live, before, std::move(t));
     // Most results come from services that do not wait for the answer: no copy for them.
     return CommandResult{Outcome::updated, answering_ ? o : Order{}};
   }
@@ -499,7 +517,8 @@ class Partition {
   ChangeFeed& changes_;
 
   // Writer thread only.
-  std::unordered_map<OrderId, Order, OrderIdHash> active_;
+  std::unordered_map<OrderId, Live, OrderIdHash> active_;
+  Batch batch_;  // the batch being applied
   std::priority_queue<Timer, std::vector<Timer>, std::greater<Timer>> timers_;
   uint64_t last_id_clock_ = 0;
   bool failed_ = false;
@@ -507,9 +526,8 @@ class Partition {
   std::atomic<size_t> active_count_{0};
   std::array<std::atomic<int64_t>, kOrderStatusCount> status_counts_{};
   std::array<std::atomic<int64_t>, kStageCount> stuck_counts_{};
-  // The stage index: per stage, (entered at, id) of the orders in it; and each order's entry.
+  // The stage index: per stage, (entered at, id) of the orders in it (each Live knows its entry).
   std::array<std::set<std::pair<uint64_t, OrderId>>, kStageCount> by_stage_;
-  std::unordered_map<OrderId, std::pair<Stage, uint64_t>, OrderIdHash> in_stage_;
   // The status index of the orders in progress: tenant → per status, ids newest first.
   std::unordered_map<std::string,
                      std::array<std::set<OrderId, std::greater<OrderId>>, kOrderStatusCount>>
