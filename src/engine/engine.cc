@@ -1,6 +1,7 @@
 #include "engine/engine.h"
 
 #include <condition_variable>
+#include <deque>
 #include <mutex>
 #include <algorithm>
 #include <tuple>
@@ -176,12 +177,11 @@ class Partition {
           cv_.wait_for(lock, std::chrono::milliseconds(wait_ms));
         }
         if (stopping_ && queue_.empty()) return;  // drained; timers are persisted state
-        if (queue_.size() <= options_.batch_max) {
-          batch.swap(queue_);
-        } else {
-          auto end = queue_.begin() + static_cast<std::ptrdiff_t>(options_.batch_max);
-          std::move(queue_.begin(), end, std::back_inserter(batch));
-          queue_.erase(queue_.begin(), end);
+        // From the front only: a backlog longer than one batch is not shifted along.
+        const size_t n = std::min(queue_.size(), options_.batch_max);
+        for (size_t i = 0; i < n; ++i) {
+          batch.push_back(std::move(queue_.front()));
+          queue_.pop_front();
         }
         for (const Command& c : batch) client_queued_ -= !std::holds_alternative<ResultCommand>(c.body);
       }
@@ -536,7 +536,7 @@ class Partition {
 
   mutable std::mutex mu_;
   std::condition_variable cv_;
-  std::vector<Command> queue_;
+  std::deque<Command> queue_;
   size_t client_queued_ = 0;  // commands in queue_ that count against queue_depth_max
   bool stopping_ = false;
   std::thread thread_;
