@@ -125,13 +125,16 @@ class Load {
     }
     schedule_progress();
     ioc_.run();
-    measured_s_ = seconds_between(measure_start_, std::min(last_response_, end_));
+    measured_s_ = std::max(0.0, seconds_between(measure_start_, std::min(last_response_, end_)));
     return std::move(r_);
   }
 
   double measured_seconds() const { return measured_s_; }
   // From the first request to the last response, warm-up included.
-  double total_seconds() const { return seconds_between(start_, last_response_); }
+  // 0 when nothing was answered.
+  double total_seconds() const {
+    return last_response_ > start_ ? seconds_between(start_, last_response_) : 0;
+  }
 
  private:
   struct Conn {
@@ -556,9 +559,10 @@ int bench(const BenchOptions& in) {
   std::printf("\n");
   if (o.check_terminal) {
     uint64_t delivered = term.by_status.count("delivered") ? term.by_status.at("delivered") : 0;
+    const double pipeline_secs = load_secs + term.seconds;
     std::printf("pipeline: %.0f orders placed and delivered per second (%llu delivered in %.1f s "
                 "of load plus %.1f s to drain)\n",
-                static_cast<double>(delivered) / (load_secs + term.seconds),
+                pipeline_secs > 0 ? static_cast<double>(delivered) / pipeline_secs : 0.0,
                 static_cast<unsigned long long>(delivered), load_secs, term.seconds);
     std::printf("terminal check: %llu acknowledged orders, %llu not terminal after %.1f s;",
                 static_cast<unsigned long long>(term.checked),
@@ -602,7 +606,8 @@ int bench(const BenchOptions& in) {
       uint64_t delivered = term.by_status.count("delivered") ? term.by_status.at("delivered") : 0;
       w.key("drain_s").raw(std::to_string(term.seconds));
       w.key("load_s").raw(std::to_string(load_secs));
-      w.key("delivered_per_s").raw(std::to_string(static_cast<double>(delivered) / (load_secs + term.seconds)));
+      const double pipeline_secs = load_secs + term.seconds;
+      w.key("delivered_per_s").raw(std::to_string(pipeline_secs > 0 ? static_cast<double>(delivered) / pipeline_secs : 0.0));
       w.key("not_terminal_ids").begin_array();
       for (auto& id : term.not_terminal) w.value(id);
       w.end_array().end_object();
