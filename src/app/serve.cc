@@ -24,6 +24,7 @@
 #include "metrics/metrics.h"
 #include "engine/task_queue.h"
 #include "sim/simulators.h"
+#include "storage/local/log_store.h"
 #include "storage/local/rocks_store.h"
 
 namespace orderflow::app {
@@ -290,10 +291,22 @@ int serve(const ServeOptions& o) {
 
   RocksStoreOptions store_opts;
   store_opts.path = (std::filesystem::path(o.data_dir) / "store").string();
-  store_opts.durability = o.durability == "none" ? Durability::none : Durability::fsync;
+  // Orders in progress live in the order log; RocksDB gets each order when it is created and
+  // when it ends, unsynced: the log is what makes a batch durable (storage/local/log_store.h).
+  store_opts.durability = Durability::none;
+  store_opts.track_active = false;
   store_opts.partitions = o.partitions;
-  store_opts.on_wal_sync = [&metrics](double seconds) { metrics.wal_sync(seconds); };
-  auto store = RocksStore::open(store_opts);
+  auto rocks = RocksStore::open(store_opts);
+  if (!rocks) {
+    server.stop();
+    return fail(rocks.error().message);
+  }
+  LogStoreOptions log_opts;
+  log_opts.dir = (std::filesystem::path(o.data_dir) / "log").string();
+  log_opts.partitions = o.partitions;
+  log_opts.durability = o.durability == "none" ? Durability::none : Durability::fsync;
+  log_opts.on_sync = [&metrics](double seconds) { metrics.wal_sync(seconds); };
+  auto store = LogStore::open(log_opts, std::move(*rocks));
   if (!store) {
     server.stop();
     return fail(store.error().message);

@@ -267,8 +267,8 @@ Status RocksStore::commit(const CommitBatch& batch) {
     wb.Put(cfs_[kCfOrders], order_key(o.id), buf);
     const bool was_active = w.previous_status && !is_terminal(*w.previous_status);
     const bool now_active = !is_terminal(o.status);
-    if (now_active && !was_active) wb.Put(cfs_[kCfActive], active_key(o.id), {});
-    if (!now_active && was_active) wb.Delete(cfs_[kCfActive], active_key(o.id));
+    if (options_.track_active && now_active && !was_active) wb.Put(cfs_[kCfActive], active_key(o.id), {});
+    if (options_.track_active && !now_active && was_active) wb.Delete(cfs_[kCfActive], active_key(o.id));
     if (!w.previous_status) {
       for (const auto& k : static_index_keys(o)) wb.Put(cfs_[kCfIndexes], k, {});
     }
@@ -306,6 +306,15 @@ Status RocksStore::commit(const CommitBatch& batch) {
   return Status::ok_status();
 }
 
+Status RocksStore::sync() {
+  rocksdb::Status s = db_->SyncWAL();
+  if (!s.ok()) {
+    failed_.store(true, std::memory_order_release);
+    return io_error("syncing the write-ahead log failed; the store is now read-only", s);
+  }
+  return Status::ok_status();
+}
+
 Result<std::optional<Order>> RocksStore::get_order(OrderId id) {
   rocksdb::PinnableSlice value;
   rocksdb::Status s = db_->Get({}, cfs_[kCfOrders], order_key(id), &value);
@@ -330,9 +339,20 @@ Result<std::vector<Event>> RocksStore::get_events(OrderId id) {
     std::string_view k = it->key().ToStringView();
     if (k.size() != prefix.size() + 4 || k.substr(0, prefix.size()) != prefix) break;
     uint32_t first = get_u32_be(k.substr(prefix.size()));
-    if (first != events.size() + 1) return make_error(Errc::internal, "gap in an order's events");
-    Status s = codec::decode_events(id, first, it->value().ToStringView(), events);
+    if (first > events.size() + 1) return make_error(Errc::internal, "gap in an order's events");
+    if (first == events.size() + 1) {
+      Status s = codec::decode_events(id, first, it->value().ToStringView(), events);
+      if (!s.ok()) return s.error();
+      continue;
+    }
+    // A run that repeats events already read: the order log rewrote the order's history as
+    // one run from seq 1 over runs written before it existed (LogStore). Take what is new.
+    std::vector<Event> run;
+    Status s = codec::decode_events(id, first, it->value().ToStringView(), run);
     if (!s.ok()) return s.error();
+    for (Event& e : run) {
+      if (e.seq == events.size() + 1) events.push_back(std::move(e));
+    }
   }
   if (!it->status().ok()) return io_error("read failed", it->status());
   return events;

@@ -39,6 +39,9 @@ struct RocksStoreOptions {
   // Called with the duration of every fdatasync of the write-ahead log (for metrics); on
   // RocksDB's writing thread, so it must be cheap. May be empty.
   std::function<void(double seconds)> on_wal_sync;
+  // Keep the set of orders in progress (list_active). Off under the order log (LogStore),
+  // which holds that set itself; list_active then still reads entries written before.
+  bool track_active = true;
 };
 
 class RocksStore final : public OrderStore {
@@ -58,6 +61,10 @@ class RocksStore final : public OrderStore {
   Result<PartitionState> load_partition(PartitionId partition) override;
   Result<std::vector<Order>> list_active(PartitionId partition) override;
   bool healthy() const override { return !failed_.load(std::memory_order_acquire); }
+
+  // Makes every write so far durable (fdatasync of the write-ahead log): for a store opened
+  // with Durability::none whose writes something else can replay until then (LogStore).
+  Status sync();
 
 
  private:

@@ -1,0 +1,579 @@
+#include "storage/local/log_store.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+#include <zlib.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <chrono>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <iterator>
+#include <map>
+#include <mutex>
+#include <unordered_map>
+
+#include "core/routing.h"
+#include "storage/codec.h"
+
+namespace orderflow {
+namespace {
+
+namespace fs = std::filesystem;
+
+// Segment file: the magic, then records. A record: u32 payload length, u32 CRC-32 of the
+// payload (both little-endian), the payload:
+//   varint id clock, varint entry count, entries;
+//   entry: u32 length + order record (codec), varint run count, runs;
+//   run: varint first seq, u32 length + encoded events (codec).
+// (Fixed-width lengths let the codecs write straight into the record.)
+// A batch's entries carry the events the batch appended; a snapshot's carry all of them.
+constexpr char kMagic[8] = {'O', 'F', 'L', 'O', 'G', '0', '0', '1'};
+constexpr size_t kRecordHeader = 8;
+constexpr uint32_t kRecordMax = 1u << 30;
+constexpr size_t kSnapshotRecordBytes = 1 << 20;  // snapshot records are cut at about this
+
+Error corrupt(const std::string& file, const char* what) {
+  return make_error(Errc::internal, "corrupt order log " + file + ": " + what);
+}
+
+std::string errno_text(const char* what) { return std::string(what) + ": " + std::strerror(errno); }
+
+void put_u32_le(char* p, uint32_t v) {
+  for (int i = 0; i < 4; ++i) p[i] = static_cast<char>(v >> (8 * i));
+}
+uint32_t get_u32_le(const char* p) {
+  uint32_t v = 0;
+  for (int i = 3; i >= 0; --i) v = v << 8 | static_cast<uint8_t>(p[i]);
+  return v;
+}
+
+uint32_t crc(std::string_view bytes) {
+  return static_cast<uint32_t>(
+      crc32(0, reinterpret_cast<const Bytef*>(bytes.data()), static_cast<uInt>(bytes.size())));
+}
+
+// Starts a record in `out`: room for the header, filled in by end_record.
+void begin_record(std::string& out, uint64_t id_clock, size_t entries) {
+  out.append(kRecordHeader, '\0');
+  codec::put_varint(out, id_clock);
+  codec::put_varint(out, entries);
+}
+void end_record(std::string& out, size_t start) {
+  std::string_view payload(out.data() + start + kRecordHeader, out.size() - start - kRecordHeader);
+  put_u32_le(out.data() + start, static_cast<uint32_t>(payload.size()));
+  put_u32_le(out.data() + start + 4, crc(payload));
+}
+
+std::string segment_name(PartitionId p, uint64_t seq) {
+  char name[64];
+  std::snprintf(name, sizeof name, "p%05u-%012llu.log", static_cast<unsigned>(p.value),
+                static_cast<unsigned long long>(seq));
+  return name;
+}
+
+bool read_varint(std::string_view& in, uint64_t& v) {
+  uint64_t n = 0;
+  int shift = 0;
+  for (;;) {
+    if (in.empty() || shift > 63) return false;
+    uint8_t b = static_cast<uint8_t>(in[0]);
+    in.remove_prefix(1);
+    n |= uint64_t{b & 0x7fu} << shift;
+    if (!(b & 0x80)) break;
+    shift += 7;
+  }
+  v = n;
+  return true;
+}
+
+// A u32 length, then that many bytes: returns the bytes.
+bool read_sized(std::string_view& in, std::string_view& out) {
+  if (in.size() < 4) return false;
+  uint32_t n = get_u32_le(in.data());
+  in.remove_prefix(4);
+  if (n > in.size()) return false;
+  out = in.substr(0, n);
+  in.remove_prefix(n);
+  return true;
+}
+
+// Appends what `write` appends to `out`, preceded by its u32 length; returns where the bytes
+// start.
+template <typename Write>
+size_t put_sized(std::string& out, Write write) {
+  const size_t at = out.size();
+  out.append(4, '\0');
+  write(out);
+  put_u32_le(out.data() + at, static_cast<uint32_t>(out.size() - at - 4));
+  return at + 4;
+}
+
+}  // namespace
+
+// An order in progress as the log holds it: its latest committed record and its events.
+struct Held {
+  std::string record;                                  // codec::encode_order
+  std::vector<std::pair<uint32_t, std::string>> runs;  // (first seq, codec::encode_events)
+  uint32_t next_seq = 1;                               // the seq its next event will have
+  // The inner store has its creation-time record and entries, written with this status.
+  std::optional<OrderStatus> in_inner;
+};
+
+// Where one order's parts sit in a batch record being built.
+struct Span {
+  size_t record = 0, record_end = 0;
+  size_t run = 0, run_end = 0;
+};
+
+struct LogStore::Part {
+  PartitionId id;
+  mutable std::mutex mu;  // guards `orders` for readers; the writer changes it under mu
+  std::unordered_map<OrderId, Held, OrderIdHash> orders;
+  uint64_t id_clock = 0;
+  uint64_t segment_seq = 0;
+  uint64_t segment_bytes = 0;
+  int fd = -1;
+  // Writer-only scratch space, kept for its capacity.
+  std::string buf;
+  std::unordered_map<OrderId, std::vector<const Event*>, OrderIdHash> runs;
+  std::vector<Span> spans;
+};
+
+Result<std::unique_ptr<LogStore>> LogStore::open(const LogStoreOptions& options,
+                                                 std::unique_ptr<RocksStore> inner) {
+  std::unique_ptr<LogStore> s(new LogStore());
+  s->options_ = options;
+  s->inner_ = std::move(inner);
+  std::error_code ec;
+  fs::create_directories(options.dir, ec);
+  if (ec) return make_error(Errc::internal, "cannot create the order log directory " + options.dir + ": " + ec.message());
+  for (uint32_t i = 0; i < options.partitions; ++i) {
+    auto p = std::make_unique<Part>();
+    p->id = PartitionId{static_cast<uint16_t>(i)};
+    s->parts_.push_back(std::move(p));
+  }
+  for (auto& p : s->parts_) {
+    Status st = s->recover(*p);
+    if (!st.ok()) return st.error();
+  }
+  return s;
+}
+
+LogStore::~LogStore() {
+  for (auto& p : parts_) {
+    if (p->fd >= 0) ::close(p->fd);
+  }
+}
+
+Status LogStore::fail(const std::string& what) {
+  failed_.store(true, std::memory_order_release);
+  return make_error(Errc::internal, "order log: " + what + "; the store is now read-only");
+}
+
+Status LogStore::write_all(int fd, const std::string& bytes) {
+  size_t done = 0;
+  while (done < bytes.size()) {
+    ssize_t n = ::write(fd, bytes.data() + done, bytes.size() - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return make_error(Errc::internal, errno_text("write"));
+    done += static_cast<size_t>(n);
+  }
+  return Status::ok_status();
+}
+
+Status LogStore::sync(int fd) {
+  if (options_.durability != Durability::fsync) return Status::ok_status();
+  auto t0 = std::chrono::steady_clock::now();
+  if (::fdatasync(fd) != 0) return make_error(Errc::internal, errno_text("fdatasync"));
+  if (options_.on_sync) {
+    options_.on_sync(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+  }
+  return Status::ok_status();
+}
+
+namespace {
+
+Status sync_dir(const std::string& dir) {
+  int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY);
+  if (fd < 0) return make_error(Errc::internal, errno_text("open directory"));
+  int rc = ::fsync(fd);
+  ::close(fd);
+  if (rc != 0) return make_error(Errc::internal, errno_text("fsync directory"));
+  return Status::ok_status();
+}
+
+// Applies one record's entries to `orders`; the finished ones are moved to `ended`.
+Status apply_record(const std::string& file, std::string_view payload,
+                    std::unordered_map<OrderId, Held, OrderIdHash>& orders, uint64_t& id_clock) {
+  uint64_t clock = 0, entries = 0;
+  if (!read_varint(payload, clock) || !read_varint(payload, entries)) {
+    return corrupt(file, "record header");
+  }
+  id_clock = std::max(id_clock, clock);
+  for (uint64_t i = 0; i < entries; ++i) {
+    std::string_view record;
+    uint64_t nruns = 0;
+    if (!read_sized(payload, record) || !read_varint(payload, nruns)) return corrupt(file, "entry");
+    auto order = codec::decode_order(record);
+    if (!order) return order.error();
+    Held& h = orders[order->id];
+    h.record.assign(record);
+    for (uint64_t r = 0; r < nruns; ++r) {
+      uint64_t first = 0;
+      std::string_view run;
+      if (!read_varint(payload, first) || !read_sized(payload, run) || first == 0 ||
+          first > UINT32_MAX) {
+        return corrupt(file, "event run");
+      }
+      std::vector<Event> events;
+      Status st = codec::decode_events(order->id, static_cast<uint32_t>(first), run, events);
+      if (!st.ok()) return st;
+      const uint32_t end = static_cast<uint32_t>(first + events.size());
+      if (end <= h.next_seq) continue;  // already held (a snapshot repeats what came before)
+      if (first != h.next_seq) return corrupt(file, "gap in an order's events");
+      h.runs.emplace_back(static_cast<uint32_t>(first), std::string(run));
+      h.next_seq = end;
+    }
+  }
+  if (!payload.empty()) return corrupt(file, "trailing bytes");
+  return Status::ok_status();
+}
+
+std::vector<Event> decode_runs(OrderId id, const Held& h) {
+  std::vector<Event> events;
+  for (const auto& [first, run] : h.runs) {
+    Status st = codec::decode_events(id, first, run, events);
+    OF_ASSERT(st.ok());  // these bytes were encoded (or checked) by this process
+  }
+  return events;
+}
+
+}  // namespace
+
+Status LogStore::recover(Part& p) {
+  std::vector<std::pair<uint64_t, std::string>> segments;  // (seq, path)
+  const std::string prefix = segment_name(p.id, 0).substr(0, 7);  // "pNNNNN-"
+  for (const auto& entry : fs::directory_iterator(options_.dir)) {
+    std::string name = entry.path().filename().string();
+    if (name.size() != prefix.size() + 16 || name.compare(0, prefix.size(), prefix) != 0 ||
+        name.compare(name.size() - 4, 4, ".log") != 0) {
+      continue;
+    }
+    segments.emplace_back(std::stoull(name.substr(prefix.size(), 12)), entry.path().string());
+  }
+  std::sort(segments.begin(), segments.end());
+
+  if (segments.empty()) {
+    // A data directory from before the log (or a new one): the inner store's orders in
+    // progress, with their events, are the starting state.
+    auto active = inner_->list_active(p.id);
+    if (!active) return active.error();
+    for (const Order& o : *active) {
+      auto events = inner_->get_events(o.id);
+      if (!events) return events.error();
+      Held& h = p.orders[o.id];
+      codec::encode_order(o, h.record);
+      h.in_inner = o.status;
+      if (!events->empty()) {
+        std::vector<const Event*> run;
+        for (const Event& e : *events) run.push_back(&e);
+        std::string bytes;
+        codec::encode_events(run, bytes);
+        h.runs.emplace_back(1, std::move(bytes));
+        h.next_seq = static_cast<uint32_t>(events->size() + 1);
+      }
+    }
+  }
+
+  for (size_t i = 0; i < segments.size(); ++i) {
+    const std::string& file = segments[i].second;
+    const bool newest = i + 1 == segments.size();
+    std::ifstream in(file, std::ios::binary);
+    std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    if (!in.good() && !in.eof()) return make_error(Errc::internal, "cannot read " + file);
+    if (bytes.size() < sizeof kMagic || std::memcmp(bytes.data(), kMagic, sizeof kMagic) != 0) {
+      if (newest && bytes.size() < sizeof kMagic) break;  // created, never written
+      return corrupt(file, "not an order log segment");
+    }
+    std::string_view rest(bytes);
+    rest.remove_prefix(sizeof kMagic);
+    while (!rest.empty()) {
+      bool whole = rest.size() >= kRecordHeader;
+      uint32_t len = whole ? get_u32_le(rest.data()) : 0;
+      whole = whole && len <= kRecordMax && rest.size() - kRecordHeader >= len;
+      std::string_view payload = whole ? rest.substr(kRecordHeader, len) : std::string_view();
+      if (!whole || crc(payload) != get_u32_le(rest.data() + 4)) {
+        // A record torn by a crash can only be the last one written; anything else is damage.
+        if (newest) break;
+        return corrupt(file, "bad record in a segment that is not the newest");
+      }
+      Status st = apply_record(file, payload, p.orders, p.id_clock);
+      if (!st.ok()) return st;
+      rest.remove_prefix(kRecordHeader + len);
+    }
+    p.segment_seq = segments[i].first;
+  }
+
+  // The inner store gets what the log knows: finished orders whole, orders in progress their
+  // creation-time entries (both may be there already; writing them again changes nothing).
+  CommitBatch ib;
+  ib.partition = p.id;
+  std::vector<Order> decoded;
+  decoded.reserve(p.orders.size());
+  for (auto& [id, h] : p.orders) {
+    auto o = codec::decode_order(h.record);
+    if (!o) return o.error();
+    decoded.push_back(std::move(*o));
+  }
+  for (const Order& o : decoded) {
+    Held& h = p.orders.at(o.id);
+    ib.orders.push_back(OrderWrite{&o, std::nullopt});
+    ib.idempotency.push_back(IdempotencyEntry{o.tenant, o.idempotency_key, o.id, o.created_at_ms});
+    if (is_terminal(o.status)) {
+      for (Event& e : decode_runs(o.id, h)) ib.events.push_back(std::move(e));
+    }
+    h.in_inner = o.status;
+  }
+  if (!ib.orders.empty()) {
+    auto state = inner_->load_partition(p.id);
+    if (!state) return state.error();
+    ib.id_clock = std::max(state->id_clock, p.id_clock);
+    Status st = inner_->commit(ib);
+    if (!st.ok()) return st;
+  }
+  for (const Order& o : decoded) {
+    if (is_terminal(o.status)) p.orders.erase(o.id);
+  }
+  // Syncs the inner store and moves the partition to a fresh segment holding what remains.
+  Status st = checkpoint(p);
+  if (!st.ok()) return st;
+  for (auto& [seq, file] : segments) {
+    if (seq == p.segment_seq) continue;
+    std::error_code ec;
+    fs::remove(file, ec);  // the checkpoint above already removed the newest old one
+  }
+  return sync_dir(options_.dir);
+}
+
+Status LogStore::checkpoint(Part& p) {
+  Status st = inner_->sync();
+  if (!st.ok()) return st;
+  const uint64_t seq = p.segment_seq + 1;
+  const std::string path = (fs::path(options_.dir) / segment_name(p.id, seq)).string();
+  int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd < 0) return make_error(Errc::internal, errno_text(("create " + path).c_str()));
+  std::string& out = p.buf;
+  out.assign(kMagic, sizeof kMagic);
+  auto it = p.orders.begin();
+  while (it != p.orders.end()) {
+    const size_t start = out.size();
+    size_t count = 0;
+    std::string body;
+    for (; it != p.orders.end() && body.size() < kSnapshotRecordBytes; ++it, ++count) {
+      const Held& h = it->second;
+      put_sized(body, [&](std::string& o) { o.append(h.record); });
+      codec::put_varint(body, h.runs.size());
+      for (const auto& [first, run] : h.runs) {
+        codec::put_varint(body, first);
+        put_sized(body, [&](std::string& o) { o.append(run); });
+      }
+    }
+    begin_record(out, p.id_clock, count);
+    out.append(body);
+    end_record(out, start);
+  }
+  st = write_all(fd, out);
+  if (st.ok()) st = sync(fd);
+  if (st.ok()) st = sync_dir(options_.dir);
+  if (!st.ok()) {
+    ::close(fd);
+    return st;
+  }
+  const int old_fd = p.fd;
+  const uint64_t old_seq = p.segment_seq;
+  p.fd = fd;
+  p.segment_seq = seq;
+  p.segment_bytes = out.size();
+  if (old_fd >= 0) {
+    ::close(old_fd);
+    std::error_code ec;
+    fs::remove(fs::path(options_.dir) / segment_name(p.id, old_seq), ec);
+    if (ec) return make_error(Errc::internal, "cannot delete an old order log segment: " + ec.message());
+  }
+  checkpoints_.fetch_add(1, std::memory_order_relaxed);
+  return Status::ok_status();
+}
+
+Status LogStore::commit(const CommitBatch& batch) {
+  if (failed_.load(std::memory_order_acquire)) {
+    return make_error(Errc::unavailable, "the store has failed a write and accepts no more");
+  }
+  Part& p = *parts_.at(batch.partition.value);
+  p.runs.clear();
+  for (const Event& e : batch.events) p.runs[e.order_id].push_back(&e);
+
+  // 1. The batch, appended to the log and synced: from here on it is durable.
+  std::string& out = p.buf;
+  out.clear();
+  begin_record(out, batch.id_clock, batch.orders.size());
+  // Where each order's record and event run sit in `out` (start, end; 0, 0: no run).
+  auto& spans = p.spans;
+  spans.clear();
+  for (const OrderWrite& w : batch.orders) {
+    Span sp;
+    sp.record = put_sized(out, [&](std::string& o) { codec::encode_order(*w.order, o); });
+    sp.record_end = out.size();
+    auto run = p.runs.find(w.order->id);
+    codec::put_varint(out, run == p.runs.end() ? 0 : 1);
+    if (run != p.runs.end()) {
+      codec::put_varint(out, run->second.front()->seq);
+      sp.run = put_sized(out, [&](std::string& o) { codec::encode_events(run->second, o); });
+      sp.run_end = out.size();
+    }
+    spans.push_back(sp);
+  }
+  end_record(out, 0);
+  Status st = write_all(p.fd, out);
+  if (st.ok()) st = sync(p.fd);
+  if (!st.ok()) return fail(st.error().message);
+  p.segment_bytes += out.size();
+  p.id_clock = std::max(p.id_clock, batch.id_clock);
+
+  // 2. The inner store: new orders' creation-time entries, finished orders whole.
+  CommitBatch ib;
+  ib.partition = batch.partition;
+  ib.id_clock = batch.id_clock;
+  ib.idempotency = batch.idempotency;
+  std::vector<Event> finished_events;
+  // (Only this thread changes `orders`: reading it here needs no lock.)
+  for (const OrderWrite& w : batch.orders) {
+    const Order& o = *w.order;
+    const bool created = !w.previous_status;
+    if (!created && !is_terminal(o.status)) continue;
+    auto held = p.orders.find(o.id);
+    // The inner store's previous status is the one it last wrote: none until it has the order.
+    ib.orders.push_back(
+        OrderWrite{&o, held != p.orders.end() ? held->second.in_inner : std::nullopt});
+    if (!is_terminal(o.status)) continue;
+    if (held != p.orders.end()) {
+      for (Event& e : decode_runs(o.id, held->second)) finished_events.push_back(std::move(e));
+    }
+    if (auto run = p.runs.find(o.id); run != p.runs.end()) {
+      for (const Event* e : run->second) finished_events.push_back(*e);
+    }
+  }
+  ib.events = std::move(finished_events);
+  if (!ib.orders.empty() || !ib.idempotency.empty()) {
+    st = inner_->commit(ib);
+    if (!st.ok()) return fail(st.error().message);
+  }
+
+  // 3. Memory: readers see the batch from here on.
+  {
+    std::lock_guard lock(p.mu);
+    for (size_t i = 0; i < batch.orders.size(); ++i) {
+      const Order& o = *batch.orders[i].order;
+      if (is_terminal(o.status)) {
+        p.orders.erase(o.id);
+        continue;
+      }
+      Held& h = p.orders[o.id];
+      const Span& sp = spans[i];
+      h.record.assign(out, sp.record, sp.record_end - sp.record);
+      if (!batch.orders[i].previous_status) h.in_inner = o.status;
+      if (sp.run_end != 0) {
+        const auto& events = p.runs.at(o.id);
+        h.runs.emplace_back(events.front()->seq, out.substr(sp.run, sp.run_end - sp.run));
+        h.next_seq = events.back()->seq + 1;
+      }
+    }
+  }
+
+  if (p.segment_bytes > options_.segment_bytes_max) {
+    st = checkpoint(p);
+    if (!st.ok()) return fail(st.error().message);
+  }
+  return Status::ok_status();
+}
+
+Result<std::optional<Order>> LogStore::get_order(OrderId id) {
+  if (id.partition().value < parts_.size()) {
+    Part& p = *parts_[id.partition().value];
+    std::string record;
+    {
+      std::lock_guard lock(p.mu);
+      if (auto it = p.orders.find(id); it != p.orders.end()) record = it->second.record;
+    }
+    if (!record.empty()) {
+      auto o = codec::decode_order(record);
+      if (!o) return o.take_error();
+      return std::optional<Order>(std::move(*o));
+    }
+  }
+  return inner_->get_order(id);
+}
+
+Result<std::vector<Event>> LogStore::get_events(OrderId id) {
+  if (id.partition().value < parts_.size()) {
+    Part& p = *parts_[id.partition().value];
+    std::lock_guard lock(p.mu);
+    if (auto it = p.orders.find(id); it != p.orders.end()) return decode_runs(id, it->second);
+  }
+  return inner_->get_events(id);
+}
+
+Result<std::optional<IdempotencyEntry>> LogStore::find_idempotency(const std::string& tenant,
+                                                                   const std::string& key) {
+  return inner_->find_idempotency(tenant, key);
+}
+
+Result<ListPage> LogStore::list_orders(const ListQuery& query) {
+  auto page = inner_->list_orders(query);
+  if (!page) return page;
+  // The inner store has orders in progress as they were created: their current state is here
+  // (or, if one ended meanwhile, in the inner store again).
+  for (Order& o : page->orders) {
+    if (is_terminal(o.status)) continue;
+    auto current = get_order(o.id);
+    if (!current) return current.take_error();
+    if (*current) o = std::move(**current);
+  }
+  return page;
+}
+
+Result<PartitionState> LogStore::load_partition(PartitionId partition) {
+  auto state = inner_->load_partition(partition);
+  if (!state) return state;
+  const Part& p = *parts_.at(partition.value);
+  std::lock_guard lock(p.mu);
+  state->id_clock = std::max(state->id_clock, p.id_clock);
+  return state;
+}
+
+Result<std::vector<Order>> LogStore::list_active(PartitionId partition) {
+  const Part& p = *parts_.at(partition.value);
+  std::lock_guard lock(p.mu);
+  std::vector<Order> out;
+  out.reserve(p.orders.size());
+  for (const auto& [id, h] : p.orders) {
+    auto o = codec::decode_order(h.record);
+    if (!o) return o.take_error();
+    out.push_back(std::move(*o));
+  }
+  return out;
+}
+
+bool LogStore::healthy() const {
+  return !failed_.load(std::memory_order_acquire) && inner_->healthy();
+}
+
+size_t LogStore::held(PartitionId partition) const {
+  const Part& p = *parts_.at(partition.value);
+  std::lock_guard lock(p.mu);
+  return p.orders.size();
+}
+
+}  // namespace orderflow

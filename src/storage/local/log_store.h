@@ -1,0 +1,90 @@
+// The order log: orders in progress live in an append-only log per partition; the RocksDB
+// store (RocksStore) gets an order twice — when it is created (its record, index entries and
+// idempotency key) and when it ends (its final record, every event, its status entries).
+//
+// Why: an order takes ~7 durable steps from creation to delivery. Written to RocksDB, each
+// step is a memtable insert of the whole record and one of its events, which dominated the
+// server's CPU (docs/performance.md). Here a step is bytes appended to a file that one
+// partition writer owns, made durable by one fdatasync per batch (group commit per partition).
+//
+// Durability: commit() returns once the batch is in the log (fdatasync'd under
+// Durability::fsync). The RocksDB writes that follow are not synced: after a crash, recovery
+// replays the log and writes again whatever RocksDB may have lost (the writes are puts of
+// whole values, so repeating them is harmless). A segment is deleted only after RocksDB's
+// write-ahead log has been synced (a checkpoint).
+//
+// Checkpoints: when a partition's segment passes `segment_bytes_max`, the partition writer
+// syncs RocksDB, writes a new segment that starts with a snapshot of every order it holds in
+// progress, syncs it and deletes the old one. Recovery reads the segments oldest first; a
+// torn record at the end of the newest is the batch that was being written when the process
+// died (it was never acknowledged) and is ignored.
+//
+// Reads: orders in progress are answered from memory (their latest committed record and
+// events, encoded as in the log); everything else from RocksDB.
+//
+// Thread safety: commit() for one partition is called by that partition's writer only;
+// reads may come from any thread (a mutex per partition guards the orders in memory).
+#pragma once
+
+#include <atomic>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "storage/local/rocks_store.h"
+#include "storage/store.h"
+
+namespace orderflow {
+
+struct LogStoreOptions {
+  std::string dir;  // the log's directory (created if missing)
+  uint32_t partitions = 8;
+  Durability durability = Durability::fsync;
+  // A partition checkpoints (new segment, old one deleted) when its segment passes this.
+  uint64_t segment_bytes_max = 64ull << 20;
+  // Called with the duration of every fdatasync of a log segment (for metrics). May be empty.
+  std::function<void(double seconds)> on_sync;
+};
+
+class LogStore final : public OrderStore {
+ public:
+  // Recovers the log over `inner` (which must be opened with Durability::none and
+  // track_active = false): replays every segment, writes finished orders into `inner`,
+  // syncs it and starts each partition on a fresh segment. A data directory written before
+  // the log existed has no segments: its orders in progress are taken from `inner`.
+  static Result<std::unique_ptr<LogStore>> open(const LogStoreOptions& options,
+                                                std::unique_ptr<RocksStore> inner);
+  ~LogStore() override;
+
+  Status commit(const CommitBatch& batch) override;
+  Result<std::optional<Order>> get_order(OrderId id) override;
+  Result<std::vector<Event>> get_events(OrderId id) override;
+  Result<std::optional<IdempotencyEntry>> find_idempotency(const std::string& tenant,
+                                                           const std::string& key) override;
+  Result<ListPage> list_orders(const ListQuery& query) override;
+  Result<PartitionState> load_partition(PartitionId partition) override;
+  Result<std::vector<Order>> list_active(PartitionId partition) override;
+  bool healthy() const override;
+
+  // Figures for tests and metrics.
+  uint64_t checkpoints() const { return checkpoints_.load(std::memory_order_relaxed); }
+  size_t held(PartitionId partition) const;
+
+ private:
+  struct Part;
+  LogStore() = default;
+  Status recover(Part& p);
+  Status checkpoint(Part& p);
+  Status write_all(int fd, const std::string& bytes);
+  Status sync(int fd);
+  Status fail(const std::string& what);
+
+  LogStoreOptions options_;
+  std::unique_ptr<RocksStore> inner_;
+  std::vector<std::unique_ptr<Part>> parts_;
+  std::atomic<bool> failed_{false};
+  std::atomic<uint64_t> checkpoints_{0};
+};
+
+}  // namespace orderflow

@@ -1,0 +1,308 @@
+#include "storage/local/log_store.h"
+
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+
+#include "core/order_machine.h"
+#include "testing/temp_dir.h"
+
+namespace orderflow {
+namespace {
+
+namespace fs = std::filesystem;
+
+OrderRequest request_for(const std::string& customer) {
+  OrderRequest r;
+  r.customer_id = customer;
+  r.merchant_id = "m-1";
+  r.items = {{"sku-1", 1, 100}};
+  r.currency = "USD";
+  r.payment_method = "tok_visa";
+  r.delivery_address = "1 Main St";
+  return r;
+}
+
+// Orders and their events as a partition writer would hold them.
+struct Book {
+  std::map<OrderId, Order> orders;
+  std::map<OrderId, std::vector<Event>> events;
+
+  // A batch creating order n of partition p.
+  CommitBatch create(uint16_t p, uint64_t ms) {
+    OrderId id = OrderId::make(ms, PartitionId{p}, 0);
+    Placed placed = place_order(id, "acme", "key-" + id.str(), request_for("c-" + id.str()), ms);
+    orders[id] = placed.order;
+    events[id] = placed.events;
+    CommitBatch b;
+    b.partition = PartitionId{p};
+    b.events = placed.events;
+    b.idempotency.push_back({"acme", placed.order.idempotency_key, id, ms});
+    b.orders.push_back({&orders[id], std::nullopt});
+    b.id_clock = id.clock();
+    return b;
+  }
+
+  // A batch moving order `id` to `status` with one event.
+  CommitBatch step(OrderId id, OrderStatus status) {
+    Order& o = orders.at(id);
+    OrderStatus before = o.status;
+    o.status = status;
+    ++o.version;
+    Event e;
+    e.order_id = id;
+    e.seq = static_cast<uint32_t>(events[id].size() + 1);
+    e.type = EventType::status_changed;
+    e.at_ms = 5000 + e.seq;
+    e.data_json = std::string("{\"to\":\"") + status_name(status) + "\"}";
+    events[id].push_back(e);
+    CommitBatch b;
+    b.partition = id.partition();
+    b.events = {e};
+    b.orders.push_back({&o, before});
+    return b;
+  }
+};
+
+struct Opened {
+  std::unique_ptr<LogStore> store;
+  RocksStore* inner = nullptr;  // owned by `store`
+};
+
+Opened open_log(const testing::TempDir& dir, uint64_t segment_bytes_max = 64 << 20,
+                bool inner_tracks_active = false) {
+  RocksStoreOptions ro;
+  ro.path = dir.sub("db");
+  ro.partitions = 2;
+  ro.durability = Durability::none;
+  ro.track_active = inner_tracks_active;
+  auto inner = RocksStore::open(ro);
+  if (!inner) {
+    ADD_FAILURE() << inner.error().message;
+    return {};
+  }
+  Opened out;
+  out.inner = inner->get();
+  LogStoreOptions lo;
+  lo.dir = dir.sub("log");
+  lo.partitions = 2;
+  lo.segment_bytes_max = segment_bytes_max;
+  auto s = LogStore::open(lo, std::move(*inner));
+  if (!s) {
+    ADD_FAILURE() << s.error().message;
+    return {};
+  }
+  out.store = std::move(*s);
+  return out;
+}
+
+std::vector<std::string> segments(const testing::TempDir& dir) {
+  std::vector<std::string> out;
+  for (const auto& e : fs::directory_iterator(dir.sub("log"))) out.push_back(e.path().string());
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+TEST(LogStore, OrdersInProgressAreReadFromTheLogAndSurviveAReopen) {
+  testing::TempDir dir;
+  Book book;
+  OrderId id;
+  {
+    auto s = open_log(dir);
+    auto b = book.create(1, 1000);
+    id = b.orders[0].order->id;
+    ASSERT_TRUE(s.store->commit(b).ok());
+    ASSERT_TRUE(s.store->commit(book.step(id, OrderStatus::inventory_reserved)).ok());
+
+    EXPECT_EQ(**s.store->get_order(id), book.orders.at(id));
+    EXPECT_EQ(*s.store->get_events(id), book.events.at(id));
+    // RocksDB has the order as created (for its indexes), not its steps.
+    EXPECT_EQ((*s.inner->get_order(id))->status, OrderStatus::pending);
+    EXPECT_EQ((*s.store->find_idempotency("acme", "key-" + id.str()))->order_id, id);
+    // A list shows the current state, not the creation-time record.
+    ListQuery q;
+    q.tenant = "acme";
+    auto page = s.store->list_orders(q);
+    ASSERT_TRUE(page.ok());
+    ASSERT_EQ(page->orders.size(), 1u);
+    EXPECT_EQ(page->orders[0].status, OrderStatus::inventory_reserved);
+    EXPECT_EQ(s.store->held(PartitionId{1}), 1u);
+  }
+  auto s = open_log(dir);
+  auto active = s.store->list_active(PartitionId{1});
+  ASSERT_TRUE(active.ok());
+  ASSERT_EQ(active->size(), 1u);
+  EXPECT_EQ((*active)[0], book.orders.at(id));
+  EXPECT_EQ(*s.store->get_events(id), book.events.at(id));
+  EXPECT_EQ(s.store->load_partition(PartitionId{1})->id_clock, id.clock());
+  EXPECT_TRUE(s.store->list_active(PartitionId{0})->empty());
+}
+
+TEST(LogStore, AFinishedOrderLeavesTheLogForRocksDbWhole) {
+  testing::TempDir dir;
+  Book book;
+  auto s = open_log(dir);
+  auto b = book.create(0, 1000);
+  OrderId id = b.orders[0].order->id;
+  ASSERT_TRUE(s.store->commit(b).ok());
+  ASSERT_TRUE(s.store->commit(book.step(id, OrderStatus::inventory_reserved)).ok());
+  ASSERT_TRUE(s.store->commit(book.step(id, OrderStatus::cancelled)).ok());
+
+  EXPECT_EQ(s.store->held(PartitionId{0}), 0u);
+  EXPECT_EQ(**s.inner->get_order(id), book.orders.at(id));
+  EXPECT_EQ(*s.inner->get_events(id), book.events.at(id));
+  ListQuery q;
+  q.tenant = "acme";
+  q.status = OrderStatus::cancelled;
+  auto page = s.store->list_orders(q);
+  ASSERT_TRUE(page.ok());
+  ASSERT_EQ(page->orders.size(), 1u);
+  EXPECT_EQ(page->orders[0].id, id);
+  EXPECT_TRUE(s.store->list_active(PartitionId{0})->empty());
+}
+
+TEST(LogStore, RecoveryWritesWhatRocksDbLostFromTheLog) {
+  testing::TempDir dir;
+  Book book;
+  OrderId done, open;
+  {
+    auto s = open_log(dir);
+    auto a = book.create(0, 1000);
+    auto b = book.create(0, 1001);
+    done = a.orders[0].order->id;
+    open = b.orders[0].order->id;
+    ASSERT_TRUE(s.store->commit(a).ok());
+    ASSERT_TRUE(s.store->commit(b).ok());
+    ASSERT_TRUE(s.store->commit(book.step(done, OrderStatus::cancelled)).ok());
+  }
+  // RocksDB loses everything (as if its unsynced writes had not reached the disk).
+  fs::remove_all(dir.sub("db"));
+  auto s = open_log(dir);
+  // Only what was still in the newest segment can come back: the order in progress. (The
+  // finished one had been written to RocksDB; a real RocksDB keeps what it synced at the
+  // checkpoint that started this segment — here nothing was lost before the crash.)
+  EXPECT_EQ(**s.store->get_order(open), book.orders.at(open));
+  EXPECT_EQ((*s.store->find_idempotency("acme", "key-" + open.str()))->order_id, open);
+  EXPECT_EQ(**s.inner->get_order(done), book.orders.at(done));
+  EXPECT_EQ(*s.inner->get_events(done), book.events.at(done));
+}
+
+TEST(LogStore, ATornLastRecordIsIgnoredDamageElsewhereIsAnError) {
+  testing::TempDir dir;
+  Book book;
+  OrderId id;
+  {
+    auto s = open_log(dir);
+    auto b = book.create(1, 1000);
+    id = b.orders[0].order->id;
+    ASSERT_TRUE(s.store->commit(b).ok());
+  }
+  Order created = book.orders.at(id);
+  {
+    auto s = open_log(dir);
+    ASSERT_TRUE(s.store->commit(book.step(id, OrderStatus::inventory_reserved)).ok());
+  }
+  // The last record (the step) is cut short, as a crash in the middle of its write leaves it.
+  std::string newest;
+  for (const auto& f : segments(dir)) {
+    if (fs::path(f).filename().string().rfind("p00001-", 0) == 0) newest = f;
+  }
+  ASSERT_FALSE(newest.empty());
+  fs::resize_file(newest, fs::file_size(newest) - 3);
+  {
+    auto s = open_log(dir);
+    EXPECT_EQ(**s.store->get_order(id), created);  // the step was never acknowledged
+    ASSERT_TRUE(s.store->commit(book.step(id, OrderStatus::inventory_reserved)).ok());
+  }
+  // A damaged record in a segment that is not the newest is not a crash artefact.
+  std::string older;
+  for (const auto& f : segments(dir)) {
+    if (fs::path(f).filename().string().rfind("p00001-", 0) == 0) older = f;
+  }
+  std::string bytes;
+  {
+    std::ifstream in(older, std::ios::binary);
+    bytes.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+  }
+  bytes[bytes.size() / 2] ^= 0x55;
+  {
+    std::ofstream out(dir.sub("log/p00001-000000000000.log"), std::ios::binary);
+    out << bytes;
+  }
+  RocksStoreOptions ro;
+  ro.path = dir.sub("db");
+  ro.partitions = 2;
+  ro.durability = Durability::none;
+  ro.track_active = false;
+  LogStoreOptions lo;
+  lo.dir = dir.sub("log");
+  lo.partitions = 2;
+  auto reopened = LogStore::open(lo, std::move(*RocksStore::open(ro)));
+  ASSERT_FALSE(reopened.ok());
+  EXPECT_NE(reopened.error().message.find("not the newest"), std::string::npos)
+      << reopened.error().message;
+}
+
+TEST(LogStore, ASegmentPastItsLimitIsCheckpointedBelowItIsNot) {
+  testing::TempDir dir;
+  Book book;
+  std::vector<OrderId> ids;
+  {
+    auto s = open_log(dir, /*segment_bytes_max=*/64 << 10);
+    const uint64_t at_open = s.store->checkpoints();  // one per partition at open
+    for (int i = 0; i < 20; ++i) {
+      auto b = book.create(0, 1000 + i);
+      ids.push_back(b.orders[0].order->id);
+      ASSERT_TRUE(s.store->commit(b).ok());
+    }
+    EXPECT_EQ(s.store->checkpoints(), at_open);  // ~20 small records: under 64 KiB
+    for (int round = 0; round < 40; ++round) {
+      for (OrderId id : ids) {
+        OrderStatus st = round % 2 ? OrderStatus::inventory_reserved : OrderStatus::payment_authorized;
+        ASSERT_TRUE(s.store->commit(book.step(id, st)).ok());
+      }
+    }
+    EXPECT_GT(s.store->checkpoints(), at_open + 1);
+    size_t p0 = 0;
+    for (const auto& f : segments(dir)) p0 += fs::path(f).filename().string().rfind("p00000-", 0) == 0;
+    EXPECT_EQ(p0, 1u);  // the old segments are gone
+    EXPECT_LT(fs::file_size(segments(dir)[0]), size_t{2 * (64 << 10)});
+  }
+  auto s = open_log(dir);
+  ASSERT_EQ(s.store->list_active(PartitionId{0})->size(), ids.size());
+  for (OrderId id : ids) {
+    EXPECT_EQ(**s.store->get_order(id), book.orders.at(id));
+    EXPECT_EQ(*s.store->get_events(id), book.events.at(id));
+  }
+}
+
+TEST(LogStore, ADataDirectoryFromBeforeTheLogKeepsItsOrdersInProgress) {
+  testing::TempDir dir;
+  Book book;
+  OrderId id;
+  {
+    RocksStoreOptions ro;
+    ro.path = dir.sub("db");
+    ro.partitions = 2;
+    auto old = RocksStore::open(ro);  // tracks its orders in progress itself
+    ASSERT_TRUE(old.ok());
+    auto b = book.create(1, 1000);
+    id = b.orders[0].order->id;
+    ASSERT_TRUE((*old)->commit(b).ok());
+    ASSERT_TRUE((*old)->commit(book.step(id, OrderStatus::inventory_reserved)).ok());
+  }
+  auto s = open_log(dir);
+  auto active = s.store->list_active(PartitionId{1});
+  ASSERT_TRUE(active.ok());
+  ASSERT_EQ(active->size(), 1u);
+  EXPECT_EQ((*active)[0], book.orders.at(id));
+  EXPECT_EQ(*s.store->get_events(id), book.events.at(id));
+  // From now on the log carries it: it ends normally.
+  ASSERT_TRUE(s.store->commit(book.step(id, OrderStatus::cancelled)).ok());
+  EXPECT_EQ(*s.inner->get_events(id), book.events.at(id));
+  EXPECT_EQ(s.store->held(PartitionId{1}), 0u);
+}
+
+}  // namespace
+}  // namespace orderflow
