@@ -10,7 +10,8 @@
 #include <condition_variable>
 #include <map>
 #include <mutex>
-#include <queue>
+#include <array>
+#include <deque>
 #include <thread>
 #include <unordered_map>
 
@@ -103,16 +104,29 @@ struct Simulators::Impl {
     EffectRequest request;
     SimInput input;
     EffectDone done;
-    bool operator>(const Pending& o) const {
-      return due_ms != o.due_ms ? due_ms > o.due_ms : seq > o.seq;
-    }
   };
 
   SimOptions options;
   std::unique_ptr<rocksdb::DB> db;
   std::mutex mu;
   std::condition_variable cv;
-  std::priority_queue<Pending, std::vector<Pending>, std::greater<Pending>> queue;
+  // Requests waiting for their time, one queue per stage: a stage's latency is fixed, so its
+  // requests come due in the order they arrive and each queue is sorted by due time already.
+  std::array<std::deque<Pending>, kStageCount> queues;
+
+  // The queue whose first request is due first (ties: the earlier request); null if all are
+  // empty.
+  std::deque<Pending>* earliest() {
+    std::deque<Pending>* best = nullptr;
+    for (auto& q : queues) {
+      if (q.empty()) continue;
+      if (!best || q.front().due_ms < best->front().due_ms ||
+          (q.front().due_ms == best->front().due_ms && q.front().seq < best->front().seq)) {
+        best = &q;
+      }
+    }
+    return best;
+  }
   uint64_t seq = 0;
   bool stopping = false;
   std::thread thread;
@@ -260,18 +274,19 @@ struct Simulators::Impl {
         std::unique_lock lock(mu);
         for (;;) {
           if (stopping) return;
-          if (!queue.empty()) {
+          if (auto* q = earliest()) {
             uint64_t now = steady_ms();
-            if (queue.top().due_ms <= now) break;
-            cv.wait_for(lock, std::chrono::milliseconds(queue.top().due_ms - now));
+            if (q->front().due_ms <= now) break;
+            cv.wait_for(lock, std::chrono::milliseconds(q->front().due_ms - now));
           } else {
             cv.wait(lock);
           }
         }
         uint64_t now = steady_ms();
-        while (!queue.empty() && queue.top().due_ms <= now && batch.size() < options.batch_max) {
-          batch.push_back(std::move(const_cast<Pending&>(queue.top())));
-          queue.pop();
+        for (auto* q = earliest(); q && q->front().due_ms <= now && batch.size() < options.batch_max;
+             q = earliest()) {
+          batch.push_back(std::move(q->front()));
+          q->pop_front();
         }
       }
       std::vector<EffectResult> results;
@@ -335,11 +350,13 @@ Result<std::unique_ptr<Simulators>> Simulators::open(SimOptions options) {
 
 void Simulators::execute(EffectRequest request, const Order& order, EffectDone done) {
   SimInput input = SimInput::of(request.call.action, order);
-  uint64_t due = steady_ms() + impl_->options.latency_ms[static_cast<int>(request.call.stage)];
+  const int stage = static_cast<int>(request.call.stage);
   {
     std::lock_guard lock(impl_->mu);
     if (impl_->stopping) return;
-    impl_->queue.push(
+    // Read under the lock, so that each stage's queue stays in due order.
+    uint64_t due = steady_ms() + impl_->options.latency_ms[stage];
+    impl_->queues[stage].push_back(
         Impl::Pending{due, impl_->seq++, std::move(request), std::move(input), std::move(done)});
   }
   impl_->cv.notify_one();
