@@ -27,7 +27,11 @@
 #pragma once
 
 #include <atomic>
+#include <condition_variable>
+#include <deque>
 #include <functional>
+#include <mutex>
+#include <thread>
 #include <memory>
 #include <string>
 #include <vector>
@@ -79,12 +83,19 @@ class LogStore final : public OrderStore {
   Status write_all(int fd, const std::string& bytes);
   Status sync(int fd);
   Status fail(const std::string& what);
+  void delete_segments();  // the deleter thread
 
   LogStoreOptions options_;
   std::unique_ptr<RocksStore> inner_;
   std::vector<std::unique_ptr<Part>> parts_;
   std::atomic<bool> failed_{false};
   std::atomic<uint64_t> checkpoints_{0};
+  // Old segments (their fds still open) for the deleter thread to close and unlink.
+  std::mutex deleter_mu_;
+  std::condition_variable deleter_cv_;
+  std::deque<std::pair<int, std::string>> doomed_;
+  bool stopping_ = false;
+  std::thread deleter_;
 };
 
 }  // namespace orderflow
