@@ -53,7 +53,7 @@ struct Metrics::Impl {
       .Name("orderflow_partition_batch_commands").Help("Commands applied per durable write, by partition")
       .Register(registry);
   Family<Histogram>& commit = prometheus::BuildHistogram()
-      .Name("orderflow_log_commit_seconds").Help("Time of one durable write (append and fdatasync, group commit), by partition")
+      .Name("orderflow_log_commit_seconds").Help("Time of one batch commit (order log append and fdatasync, then the RocksDB write), by partition")
       .Register(registry);
   Family<Gauge>& orders = prometheus::BuildGauge()
       .Name("orderflow_orders").Help("Orders in progress, by status (terminal orders are counted by orderflow_order_transitions_total)")
@@ -74,7 +74,7 @@ struct Metrics::Impl {
       .Name("orderflow_data_dir_capacity_bytes").Help("Size of the data directory's file system")
       .Register(registry);
   Family<Histogram>& fsync = prometheus::BuildHistogram()
-      .Name("orderflow_log_fsync_seconds").Help("Each fdatasync of the order log (RocksDB write-ahead log)")
+      .Name("orderflow_log_fsync_seconds").Help("Each fdatasync of an order log segment")
       .Register(registry);
   Histogram* fsync_series = &fsync.Add({}, kLatencyBuckets);
   Family<Gauge>& stuck = prometheus::BuildGauge()
