@@ -25,14 +25,17 @@ namespace {
 namespace fs = std::filesystem;
 
 // Segment file: the magic, then records. A record: u32 payload length, u32 CRC-32 of the
-// payload (both little-endian), the payload:
+// segment seq and the payload, u64 segment seq (all little-endian), the payload:
 //   varint id clock, varint entry count, entries;
 //   entry: u32 length + order record (codec), varint run count, runs;
 //   run: varint first seq, u32 length + encoded events (codec).
 // (Fixed-width lengths let the codecs write straight into the record.)
 // A batch's entries carry the events the batch appended; a snapshot's carry all of them.
+// Segment files are recycled (overwritten from the start, which an fdatasync commits without
+// a file-system journal commit): a record whose seq is not its file's is what the file held
+// in an earlier life, and marks the end of the segment.
 constexpr char kMagic[8] = {'O', 'F', 'L', 'O', 'G', '0', '0', '1'};
-constexpr size_t kRecordHeader = 8;
+constexpr size_t kRecordHeader = 16;
 constexpr uint32_t kRecordMax = 1u << 30;
 constexpr size_t kSnapshotRecordBytes = 1 << 20;  // snapshot records are cut at about this
 
@@ -51,9 +54,20 @@ uint32_t get_u32_le(const char* p) {
   return v;
 }
 
-uint32_t crc(std::string_view bytes) {
-  return static_cast<uint32_t>(
-      crc32(0, reinterpret_cast<const Bytef*>(bytes.data()), static_cast<uInt>(bytes.size())));
+void put_u64_le(char* p, uint64_t v) {
+  for (int i = 0; i < 8; ++i) p[i] = static_cast<char>(v >> (8 * i));
+}
+uint64_t get_u64_le(const char* p) {
+  uint64_t v = 0;
+  for (int i = 7; i >= 0; --i) v = v << 8 | static_cast<uint8_t>(p[i]);
+  return v;
+}
+
+// CRC-32 of a record's seq field (8 bytes at `seq`) and its payload.
+uint32_t record_crc(const char* seq, std::string_view payload) {
+  uLong c = crc32(0, reinterpret_cast<const Bytef*>(seq), 8);
+  c = crc32(c, reinterpret_cast<const Bytef*>(payload.data()), static_cast<uInt>(payload.size()));
+  return static_cast<uint32_t>(c);
 }
 
 // Starts a record in `out`: room for the header, filled in by end_record.
@@ -62,16 +76,25 @@ void begin_record(std::string& out, uint64_t id_clock, size_t entries) {
   codec::put_varint(out, id_clock);
   codec::put_varint(out, entries);
 }
-void end_record(std::string& out, size_t start) {
-  std::string_view payload(out.data() + start + kRecordHeader, out.size() - start - kRecordHeader);
-  put_u32_le(out.data() + start, static_cast<uint32_t>(payload.size()));
-  put_u32_le(out.data() + start + 4, crc(payload));
+void end_record(std::string& out, size_t start, uint64_t segment_seq) {
+  char* h = out.data() + start;
+  std::string_view payload(h + kRecordHeader, out.size() - start - kRecordHeader);
+  put_u32_le(h, static_cast<uint32_t>(payload.size()));
+  put_u64_le(h + 8, segment_seq);
+  put_u32_le(h + 4, record_crc(h + 8, payload));
 }
 
 std::string segment_name(PartitionId p, uint64_t seq) {
   char name[64];
   std::snprintf(name, sizeof name, "p%05u-%012llu.log", static_cast<unsigned>(p.value),
                 static_cast<unsigned long long>(seq));
+  return name;
+}
+
+// A segment replaced by a checkpoint, kept to be overwritten as the partition's next segment.
+std::string spare_name(PartitionId p) {
+  char name[64];
+  std::snprintf(name, sizeof name, "p%05u-spare", static_cast<unsigned>(p.value));
   return name;
 }
 
@@ -139,6 +162,7 @@ struct LogStore::Part {
   // segment_bytes_max, less a share per partition: partitions under even load would all
   // checkpoint at the same moment otherwise.
   uint64_t segment_limit = 0;
+  bool spare_ready = false;  // a spare segment file exists (guarded by deleter_mu_)
   int fd = -1;
   // Writer-only scratch space, kept for its capacity.
   std::string buf;
@@ -187,14 +211,20 @@ void LogStore::delete_segments() {
   for (;;) {
     deleter_cv_.wait(lock, [this] { return stopping_ || !doomed_.empty(); });
     if (doomed_.empty()) return;  // stopping, nothing left
-    auto [fd, path] = std::move(doomed_.front());
+    Doomed d = std::move(doomed_.front());
     doomed_.pop_front();
+    const bool keep = !d.part->spare_ready && !stopping_;
     lock.unlock();
-    ::close(fd);
+    ::close(d.fd);
     std::error_code ec;
-    fs::remove(path, ec);
-    if (ec) log::warn("cannot delete an old order log segment", {{"path", path}, {"error", ec.message()}});
+    if (keep) {
+      fs::rename(d.path, fs::path(options_.dir) / spare_name(d.part->id), ec);
+    } else {
+      fs::remove(d.path, ec);
+    }
+    if (ec) log::warn("cannot retire an old order log segment", {{"path", d.path}, {"error", ec.message()}});
     lock.lock();
+    if (keep && !ec) d.part->spare_ready = true;
   }
 }
 
@@ -330,12 +360,15 @@ Status LogStore::recover(Part& p) {
     }
     std::string_view rest(bytes);
     rest.remove_prefix(sizeof kMagic);
+    const uint64_t seq = segments[i].first;
     while (!rest.empty()) {
+      // What a recycled file held before: the segment ends here.
+      if (rest.size() >= kRecordHeader && get_u64_le(rest.data() + 8) != seq) break;
       bool whole = rest.size() >= kRecordHeader;
       uint32_t len = whole ? get_u32_le(rest.data()) : 0;
       whole = whole && len <= kRecordMax && rest.size() - kRecordHeader >= len;
       std::string_view payload = whole ? rest.substr(kRecordHeader, len) : std::string_view();
-      if (!whole || crc(payload) != get_u32_le(rest.data() + 4)) {
+      if (!whole || record_crc(rest.data() + 8, payload) != get_u32_le(rest.data() + 4)) {
         // A record torn by a crash can only be the last one written; anything else is damage.
         if (newest) break;
         return corrupt(file, "bad record in a segment that is not the newest");
@@ -344,8 +377,11 @@ Status LogStore::recover(Part& p) {
       if (!st.ok()) return st;
       rest.remove_prefix(kRecordHeader + len);
     }
-    p.segment_seq = segments[i].first;
+    p.segment_seq = seq;
   }
+  // A spare holds nothing of value; the partition starts without one.
+  std::error_code spare_ec;
+  fs::remove(fs::path(options_.dir) / spare_name(p.id), spare_ec);
 
   // The inner store gets what the log knows: finished orders whole, orders in progress their
   // creation-time entries (both may be there already; writing them again changes nothing).
@@ -395,8 +431,21 @@ Status LogStore::checkpoint(Part& p) {
   const auto t1 = std::chrono::steady_clock::now();
   const uint64_t seq = p.segment_seq + 1;
   const std::string path = (fs::path(options_.dir) / segment_name(p.id, seq)).string();
-  int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd < 0) return make_error(Errc::internal, errno_text(("create " + path).c_str()));
+  bool recycled = false;
+  {
+    std::lock_guard lock(deleter_mu_);
+    recycled = p.spare_ready;
+    p.spare_ready = false;
+  }
+  if (recycled) {
+    // Overwritten from the start: its blocks are allocated, so syncs need no journal commit.
+    const std::string spare = (fs::path(options_.dir) / spare_name(p.id)).string();
+    if (::rename(spare.c_str(), path.c_str()) != 0) {
+      return make_error(Errc::internal, errno_text(("rename " + spare).c_str()));
+    }
+  }
+  int fd = ::open(path.c_str(), O_WRONLY | O_CLOEXEC | (recycled ? 0 : O_CREAT | O_TRUNC), 0644);
+  if (fd < 0) return make_error(Errc::internal, errno_text(("open " + path).c_str()));
   std::string& out = p.buf;
   out.assign(kMagic, sizeof kMagic);
   auto it = p.orders.begin();
@@ -415,7 +464,7 @@ Status LogStore::checkpoint(Part& p) {
     }
     begin_record(out, p.id_clock, count);
     out.append(body);
-    end_record(out, start);
+    end_record(out, start, seq);
   }
   st = write_all(fd, out);
   if (st.ok()) st = sync(fd);
@@ -430,10 +479,11 @@ Status LogStore::checkpoint(Part& p) {
   p.segment_seq = seq;
   p.segment_bytes = out.size();
   if (old_fd >= 0) {
-    // Unlinking a large file takes tens of milliseconds; the partition does not wait for it.
-    // (A segment left behind by a crash is read, harmlessly, before the newer one.)
+    // The old segment becomes the spare (or is unlinked: tens of milliseconds for a large
+    // file) on another thread; the partition does not wait. (A segment left behind by a
+    // crash is read, harmlessly, before the newer one.)
     std::lock_guard lock(deleter_mu_);
-    doomed_.push_back({old_fd, (fs::path(options_.dir) / segment_name(p.id, old_seq)).string()});
+    doomed_.push_back({&p, old_fd, (fs::path(options_.dir) / segment_name(p.id, old_seq)).string()});
     deleter_cv_.notify_one();
   }
   checkpoints_.fetch_add(1, std::memory_order_relaxed);
@@ -475,7 +525,7 @@ Status LogStore::commit(const CommitBatch& batch) {
     }
     spans.push_back(sp);
   }
-  end_record(out, 0);
+  end_record(out, 0, p.segment_seq);
   Status st = write_all(p.fd, out);
   if (st.ok()) st = sync(p.fd);
   if (!st.ok()) return fail(st.error().message);

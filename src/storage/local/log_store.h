@@ -93,7 +93,12 @@ class LogStore final : public OrderStore {
   // Old segments (their fds still open) for the deleter thread to close and unlink.
   std::mutex deleter_mu_;
   std::condition_variable deleter_cv_;
-  std::deque<std::pair<int, std::string>> doomed_;
+  struct Doomed {
+    Part* part;
+    int fd;
+    std::string path;
+  };
+  std::deque<Doomed> doomed_;
   bool stopping_ = false;
   std::thread deleter_;
 };

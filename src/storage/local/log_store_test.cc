@@ -215,20 +215,26 @@ TEST(LogStore, ATornLastRecordIsIgnoredDamageElsewhereIsAnError) {
     EXPECT_EQ(**s.store->get_order(id), created);  // the step was never acknowledged
     ASSERT_TRUE(s.store->commit(book.step(id, OrderStatus::inventory_reserved)).ok());
   }
-  // A damaged record in a segment that is not the newest is not a crash artefact.
+  // A damaged record in a segment that is not the newest is not a crash artefact: a newer
+  // segment (created, never written) follows the one damaged here.
   std::string older;
   for (const auto& f : segments(dir)) {
-    if (fs::path(f).filename().string().rfind("p00001-", 0) == 0) older = f;
+    if (fs::path(f).filename().string().rfind("p00001-0", 0) == 0) older = f;
   }
+  ASSERT_FALSE(older.empty());
   std::string bytes;
   {
     std::ifstream in(older, std::ios::binary);
     bytes.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
   }
-  bytes[bytes.size() / 2] ^= 0x55;
+  bytes[8 + 16 + 2] ^= 0x55;  // inside the first record's payload
   {
-    std::ofstream out(dir.sub("log/p00001-000000000000.log"), std::ios::binary);
+    std::ofstream out(older, std::ios::binary | std::ios::trunc);
     out << bytes;
+  }
+  {
+    std::ofstream newer(dir.sub("log/p00001-999999999999.log"), std::ios::binary);
+    newer << "OFLOG001";
   }
   RocksStoreOptions ro;
   ro.path = dir.sub("db");
@@ -265,10 +271,15 @@ TEST(LogStore, ASegmentPastItsLimitIsCheckpointedBelowItIsNot) {
     }
     EXPECT_GT(s.store->checkpoints(), at_open + 1);
   }
-  // Old segments are deleted in the background; closing the store finishes that.
+  // Old segments are retired in the background (one kept as the spare to overwrite next,
+  // the others deleted); closing the store finishes that.
   size_t p0 = 0;
-  for (const auto& f : segments(dir)) p0 += fs::path(f).filename().string().rfind("p00000-", 0) == 0;
+  for (const auto& f : segments(dir)) {
+    const std::string name = fs::path(f).filename().string();
+    p0 += name.rfind("p00000-0", 0) == 0;
+  }
   EXPECT_EQ(p0, 1u);
+  EXPECT_TRUE(fs::exists(dir.sub("log/p00000-spare")));
   EXPECT_LT(fs::file_size(segments(dir)[0]), size_t{2 * (64 << 10)});
   auto s = open_log(dir);
   ASSERT_EQ(s.store->list_active(PartitionId{0})->size(), ids.size());
