@@ -443,8 +443,11 @@ std::optional<Embedded> start_embedded(const BenchOptions& o, const std::string&
   std::string log = e.dir + "/bench-server.log";
   std::vector<std::string> args = {"/proc/self/exe", "serve", "--listen", "127.0.0.1:0",
                                    "--data-dir", e.dir + "/data", "--durability", o.durability,
-                                   "--partitions", std::to_string(o.partitions), "--api-key",
-                                   key + ":bench:client+admin"};
+                                   "--api-key", key + ":bench:client+admin"};
+  if (o.partitions > 0) {
+    args.push_back("--partitions");
+    args.push_back(std::to_string(o.partitions));
+  }
   std::stringstream extra(o.server_args);
   for (std::string a; extra >> a;) args.push_back(a);
   std::vector<char*> argv;

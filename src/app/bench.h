@@ -21,7 +21,7 @@ struct BenchOptions {
   bool embedded = false;        // start a server of our own
   std::string data_dir;         // embedded: where (default: a temporary directory)
   std::string durability = "fsync";
-  uint32_t partitions = 4;
+  uint32_t partitions = 0;  // 0: the server's default
   std::string server_args;      // embedded: extra `serve` flags, space-separated
   bool check_terminal = true;
   double terminal_timeout_s = 60;

@@ -30,9 +30,9 @@ int run_cli(int argc, char** argv) {
   serve_cmd
       ->add_option("--partitions", serve_opts.partitions,
                    "Number of partitions (single-writer shards), 1-256; fixed when the data "
-                   "directory is created")
-      ->check(CLI::Range(1, 256))
-      ->capture_default_str();
+                   "directory is created. Default: the directory's count, or for a new one "
+                   "one per CPU core, at most 8")
+      ->check(CLI::Range(1, 256));
   serve_cmd
       ->add_option("--durability", serve_opts.durability,
                    "fsync: acknowledge after fdatasync (group commit); none: after the write "
@@ -121,9 +121,8 @@ int run_cli(int argc, char** argv) {
   bench_cmd->add_option("--durability", bo.durability, "--embedded: fsync|none")
       ->check(CLI::IsMember({"fsync", "none"}))
       ->capture_default_str();
-  bench_cmd->add_option("--partitions", bo.partitions, "--embedded: partitions")
-      ->check(CLI::Range(1, 256))
-      ->capture_default_str();
+  bench_cmd->add_option("--partitions", bo.partitions, "--embedded: partitions (default: the server's)")
+      ->check(CLI::Range(1, 256));
   bench_cmd->add_option("--server-args", bo.server_args, "--embedded: more `serve` flags, e.g. \"--sim-latency-ms payment=5\"");
   bench_cmd->add_flag("!--no-terminal-check", bo.check_terminal,
                       "Skip checking that acknowledged orders reach a terminal status");

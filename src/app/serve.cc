@@ -5,6 +5,7 @@
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstdlib>
@@ -13,6 +14,7 @@
 #include <fstream>
 #include <functional>
 #include <sstream>
+#include <thread>
 
 #include "core/clock.h"
 #include "core/order_json.h"
@@ -180,7 +182,8 @@ std::string per_stage(const std::vector<std::string>& specs, const char* flag, i
 
 }  // namespace
 
-int serve(const ServeOptions& o) {
+int serve(const ServeOptions& options) {
+  ServeOptions o = options;  // the partition count is settled by the data directory
   log::Level level;
   if (log::parse_level(o.log_level, level)) log::set_level(level);
   std::string host;
@@ -296,14 +299,17 @@ int serve(const ServeOptions& o) {
   store_opts.durability = Durability::none;
   store_opts.track_active = false;
   store_opts.partitions = o.partitions;
+  store_opts.partitions_if_new =
+      std::clamp(std::thread::hardware_concurrency(), 1u, 8u);  // 0 when unknown: 1
   auto rocks = RocksStore::open(store_opts);
   if (!rocks) {
     server.stop();
     return fail(rocks.error().message);
   }
+  o.partitions = (*rocks)->partitions();
   LogStoreOptions log_opts;
   log_opts.dir = (std::filesystem::path(o.data_dir) / "log").string();
-  log_opts.partitions = o.partitions;
+  log_opts.partitions = o.partitions;  // as stored
   log_opts.durability = o.durability == "none" ? Durability::none : Durability::fsync;
   log_opts.on_sync = [&metrics](double seconds) { metrics.wal_sync(seconds); };
   auto store = LogStore::open(log_opts, std::move(*rocks));
@@ -364,7 +370,8 @@ int serve(const ServeOptions& o) {
     log::info("dashboard and metrics on " + admin_host + ":" + std::to_string(admin_server.port()));
   }
   log::info("ready on " + host + ":" + std::to_string(server.port()),
-            {{"data_dir", o.data_dir}, {"durability", o.durability}});
+            {{"data_dir", o.data_dir}, {"durability", o.durability},
+             {"partitions", std::to_string(o.partitions)}});
 
   int sig = 0;
   sigwait(&signals, &sig);

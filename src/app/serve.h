@@ -12,7 +12,7 @@ struct ServeOptions {
   std::string admin_listen;  // HOST:PORT for the dashboard and /metrics (default: on --listen)
   std::string data_dir = "./data";
   std::vector<std::string> api_keys;  // KEY:TENANT:ROLE[+ROLE...]
-  uint32_t partitions = 4;
+  uint32_t partitions = 0;  // 0: the data directory's count, or one per CPU core (at most 8)
   std::string durability = "fsync";
   int io_threads = 2;
   size_t queue_depth_max = 4096;

@@ -130,6 +130,23 @@ class DataDirTest(unittest.TestCase):
         finally:
             server.cleanup()
 
+    def test_without_partitions_the_directory_keeps_its_count(self):
+        server = Server(args=("--partitions", "3")).start()
+        try:
+            self.assertEqual(server.terminate(), 0)
+            server.args = []
+            server.start()
+            self.assertIn('"partitions":"3"', server.log())
+            self.assertEqual(server.client().create().status, 201)
+        finally:
+            server.cleanup()
+        fresh = Server().start()  # a new directory: one partition per CPU core, at most 8
+        try:
+            cores = min(max(os.cpu_count() or 1, 1), 8)
+            self.assertIn(f'"partitions":"{cores}"', fresh.log())
+        finally:
+            fresh.cleanup()
+
     def test_second_process_on_same_dir_is_refused(self):
         a = Server().start()
         b = Server(data_dir=a.data_dir)

@@ -172,7 +172,8 @@ std::vector<std::string> static_index_keys(const Order& o) {
 }  // namespace
 
 Result<std::unique_ptr<RocksStore>> RocksStore::open(const RocksStoreOptions& options) {
-  OF_ASSERT(options.partitions >= 1 && options.partitions <= 65536);
+  OF_ASSERT(options.partitions <= 65536);
+  OF_ASSERT(options.partitions >= 1 || (options.partitions_if_new >= 1 && options.partitions_if_new <= 65536));
   rocksdb::Options db_opts;
   db_opts.create_if_missing = true;
   db_opts.create_missing_column_families = true;
@@ -226,8 +227,9 @@ Result<std::unique_ptr<RocksStore>> RocksStore::open(const RocksStoreOptions& op
   sync_write.sync = true;
   s = raw->Get({}, store->cfs_[kCfMeta], kMetaPartitions, &value);
   if (s.IsNotFound()) {
+    if (store->options_.partitions == 0) store->options_.partitions = options.partitions_if_new;
     std::string v;
-    put_u32_be(v, options.partitions);
+    put_u32_be(v, store->options_.partitions);
     rocksdb::WriteBatch wb;
     wb.Put(store->cfs_[kCfMeta], kMetaPartitions, v);
     wb.Put(store->cfs_[kCfMeta], kMetaFormat, kFormatVersion);
@@ -238,7 +240,8 @@ Result<std::unique_ptr<RocksStore>> RocksStore::open(const RocksStoreOptions& op
   } else {
     if (value.size() != 4) return make_error(Errc::internal, "corrupt partition count");
     uint32_t stored = get_u32_be(value);
-    if (stored != options.partitions) {
+    if (options.partitions == 0) store->options_.partitions = stored;
+    if (stored != store->options_.partitions) {
       return make_error(Errc::invalid_argument,
                         "the data directory was created with " + std::to_string(stored) +
                             " partitions; start with --partitions " + std::to_string(stored));

@@ -30,7 +30,9 @@ namespace orderflow {
 struct RocksStoreOptions {
   std::string path;
   Durability durability = Durability::fsync;
+  // 0: the count stored in the directory, or `partitions_if_new` for a new one.
   uint32_t partitions = 8;
+  uint32_t partitions_if_new = 8;
   size_t block_cache_bytes = 64 << 20;
   size_t memtable_bytes_max = 128 << 20;  // all column families together
   // A list query with a filter the chosen index cannot serve scans at most this many index
@@ -61,6 +63,9 @@ class RocksStore final : public OrderStore {
   Result<PartitionState> load_partition(PartitionId partition) override;
   Result<std::vector<Order>> list_active(PartitionId partition) override;
   bool healthy() const override { return !failed_.load(std::memory_order_acquire); }
+
+  // The partition count the directory was created with.
+  uint32_t partitions() const { return options_.partitions; }
 
   // Makes every write so far durable (fdatasync of the write-ahead log): for a store opened
   // with Durability::none whose writes something else can replay until then (LogStore).

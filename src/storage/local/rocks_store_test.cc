@@ -88,6 +88,23 @@ TEST(RocksStore, PartitionCountIsFixedAtCreation) {
   EXPECT_TRUE(RocksStore::open(o).ok());
 }
 
+TEST(RocksStore, WithoutACountTheStoredOneOrTheNewDirectoryDefaultIsUsed) {
+  testing::TempDir dir;
+  RocksStoreOptions o;
+  o.path = dir.sub("db");
+  o.partitions = 0;
+  o.partitions_if_new = 3;
+  {
+    auto fresh = RocksStore::open(o);
+    ASSERT_TRUE(fresh.ok());
+    EXPECT_EQ((*fresh)->partitions(), 3u);
+  }
+  o.partitions_if_new = 5;  // a directory keeps its count
+  auto again = RocksStore::open(o);
+  ASSERT_TRUE(again.ok());
+  EXPECT_EQ((*again)->partitions(), 3u);
+}
+
 TEST(RocksStore, ListFiltersNewestFirstAndPagesWithoutGapsOrRepeats) {
   testing::TempDir dir;
   auto store = open_store(dir.sub("db"));
