@@ -45,21 +45,15 @@ Error corrupt(const std::string& file, const char* what) {
 
 std::string errno_text(const char* what) { return std::string(what) + ": " + std::strerror(errno); }
 
-void put_u32_le(char* p, uint32_t v) {
-  for (int i = 0; i < 4; ++i) p[i] = static_cast<char>(v >> (8 * i));
+// Little-endian fixed-width integers (T: uint32_t or uint64_t).
+template <typename T>
+void put_le(char* p, T v) {
+  for (size_t i = 0; i < sizeof(T); ++i) p[i] = static_cast<char>(v >> (8 * i));
 }
-uint32_t get_u32_le(const char* p) {
-  uint32_t v = 0;
-  for (int i = 3; i >= 0; --i) v = v << 8 | static_cast<uint8_t>(p[i]);
-  return v;
-}
-
-void put_u64_le(char* p, uint64_t v) {
-  for (int i = 0; i < 8; ++i) p[i] = static_cast<char>(v >> (8 * i));
-}
-uint64_t get_u64_le(const char* p) {
-  uint64_t v = 0;
-  for (int i = 7; i >= 0; --i) v = v << 8 | static_cast<uint8_t>(p[i]);
+template <typename T>
+T get_le(const char* p) {
+  T v = 0;
+  for (size_t i = sizeof(T); i-- > 0;) v = static_cast<T>(v << 8 | static_cast<uint8_t>(p[i]));
   return v;
 }
 
@@ -79,9 +73,9 @@ void begin_record(std::string& out, uint64_t id_clock, size_t entries) {
 void end_record(std::string& out, size_t start, uint64_t segment_seq) {
   char* h = out.data() + start;
   std::string_view payload(h + kRecordHeader, out.size() - start - kRecordHeader);
-  put_u32_le(h, static_cast<uint32_t>(payload.size()));
-  put_u64_le(h + 8, segment_seq);
-  put_u32_le(h + 4, record_crc(h + 8, payload));
+  put_le<uint32_t>(h, static_cast<uint32_t>(payload.size()));
+  put_le<uint64_t>(h + 8, segment_seq);
+  put_le<uint32_t>(h + 4, record_crc(h + 8, payload));
 }
 
 std::string segment_name(PartitionId p, uint64_t seq) {
@@ -116,7 +110,7 @@ bool read_varint(std::string_view& in, uint64_t& v) {
 // A u32 length, then that many bytes: returns the bytes.
 bool read_sized(std::string_view& in, std::string_view& out) {
   if (in.size() < 4) return false;
-  uint32_t n = get_u32_le(in.data());
+  uint32_t n = get_le<uint32_t>(in.data());
   in.remove_prefix(4);
   if (n > in.size()) return false;
   out = in.substr(0, n);
@@ -131,7 +125,7 @@ size_t put_sized(std::string& out, Write write) {
   const size_t at = out.size();
   out.append(4, '\0');
   write(out);
-  put_u32_le(out.data() + at, static_cast<uint32_t>(out.size() - at - 4));
+  put_le<uint32_t>(out.data() + at, static_cast<uint32_t>(out.size() - at - 4));
   return at + 4;
 }
 
@@ -213,7 +207,7 @@ void LogStore::delete_segments() {
     if (doomed_.empty()) return;  // stopping, nothing left
     Doomed d = std::move(doomed_.front());
     doomed_.pop_front();
-    const bool keep = !d.part->spare_ready && !stopping_;
+    const bool keep = !d.part->spare_ready;
     lock.unlock();
     ::close(d.fd);
     std::error_code ec;
@@ -363,12 +357,12 @@ Status LogStore::recover(Part& p) {
     const uint64_t seq = segments[i].first;
     while (!rest.empty()) {
       // What a recycled file held before: the segment ends here.
-      if (rest.size() >= kRecordHeader && get_u64_le(rest.data() + 8) != seq) break;
+      if (rest.size() >= kRecordHeader && get_le<uint64_t>(rest.data() + 8) != seq) break;
       bool whole = rest.size() >= kRecordHeader;
-      uint32_t len = whole ? get_u32_le(rest.data()) : 0;
+      uint32_t len = whole ? get_le<uint32_t>(rest.data()) : 0;
       whole = whole && len <= kRecordMax && rest.size() - kRecordHeader >= len;
       std::string_view payload = whole ? rest.substr(kRecordHeader, len) : std::string_view();
-      if (!whole || record_crc(rest.data() + 8, payload) != get_u32_le(rest.data() + 4)) {
+      if (!whole || record_crc(rest.data() + 8, payload) != get_le<uint32_t>(rest.data() + 4)) {
         // A record torn by a crash can only be the last one written; anything else is damage.
         if (newest) break;
         return corrupt(file, "bad record in a segment that is not the newest");
@@ -379,9 +373,12 @@ Status LogStore::recover(Part& p) {
     }
     p.segment_seq = seq;
   }
-  // A spare holds nothing of value; the partition starts without one.
-  std::error_code spare_ec;
-  fs::remove(fs::path(options_.dir) / spare_name(p.id), spare_ec);
+  // A spare holds nothing of value (every record in it has an older seq than any segment
+  // to come): it is kept to be overwritten by the next checkpoint.
+  {
+    std::lock_guard lock(deleter_mu_);
+    p.spare_ready = fs::exists(fs::path(options_.dir) / spare_name(p.id));
+  }
 
   // The inner store gets what the log knows: finished orders whole, orders in progress their
   // creation-time entries (both may be there already; writing them again changes nothing).
@@ -416,10 +413,11 @@ Status LogStore::recover(Part& p) {
   // Syncs the inner store and moves the partition to a fresh segment holding what remains.
   Status st = checkpoint(p);
   if (!st.ok()) return st;
-  for (auto& [seq, file] : segments) {
-    if (seq == p.segment_seq) continue;
+  // The checkpoint handed the newest old segment to the deleter thread; older ones (left by
+  // a crash during an earlier checkpoint) go here.
+  for (size_t i = 0; i + 1 < segments.size(); ++i) {
     std::error_code ec;
-    fs::remove(file, ec);  // the checkpoint above already removed the newest old one
+    fs::remove(segments[i].second, ec);
   }
   return sync_dir(options_.dir);
 }

@@ -6,6 +6,7 @@
 #include <fstream>
 
 #include "core/order_machine.h"
+#include "testing/orders.h"
 #include "testing/temp_dir.h"
 
 namespace orderflow {
@@ -13,16 +14,6 @@ namespace {
 
 namespace fs = std::filesystem;
 
-OrderRequest request_for(const std::string& customer) {
-  OrderRequest r;
-  r.customer_id = customer;
-  r.merchant_id = "m-1";
-  r.items = {{"sku-1", 1, 100}};
-  r.currency = "USD";
-  r.payment_method = "tok_visa";
-  r.delivery_address = "1 Main St";
-  return r;
-}
 
 // Orders and their events as a partition writer would hold them.
 struct Book {
@@ -32,7 +23,7 @@ struct Book {
   // A batch creating order n of partition p.
   CommitBatch create(uint16_t p, uint64_t ms) {
     OrderId id = OrderId::make(ms, PartitionId{p}, 0);
-    Placed placed = place_order(id, "acme", "key-" + id.str(), request_for("c-" + id.str()), ms);
+    Placed placed = place_order(id, "acme", "key-" + id.str(), testing::sample_request("c-" + id.str(), "m-1"), ms);
     orders[id] = placed.order;
     events[id] = placed.events;
     CommitBatch b;
@@ -68,6 +59,13 @@ struct Book {
 struct Opened {
   std::unique_ptr<LogStore> store;
   RocksStore* inner = nullptr;  // owned by `store`
+
+  // Creates an order of partition p and commits it; returns its id.
+  OrderId create(Book& book, uint16_t p, uint64_t ms) {
+    auto b = book.create(p, ms);
+    EXPECT_TRUE(store->commit(b).ok());
+    return b.orders[0].order->id;
+  }
 };
 
 Opened open_log(const testing::TempDir& dir, uint64_t segment_bytes_max = 64 << 20,
@@ -110,9 +108,7 @@ TEST(LogStore, OrdersInProgressAreReadFromTheLogAndSurviveAReopen) {
   OrderId id;
   {
     auto s = open_log(dir);
-    auto b = book.create(1, 1000);
-    id = b.orders[0].order->id;
-    ASSERT_TRUE(s.store->commit(b).ok());
+    id = s.create(book, 1, 1000);
     ASSERT_TRUE(s.store->commit(book.step(id, OrderStatus::inventory_reserved)).ok());
 
     EXPECT_EQ(**s.store->get_order(id), book.orders.at(id));
@@ -194,9 +190,7 @@ TEST(LogStore, ATornLastRecordIsIgnoredDamageElsewhereIsAnError) {
   OrderId id;
   {
     auto s = open_log(dir);
-    auto b = book.create(1, 1000);
-    id = b.orders[0].order->id;
-    ASSERT_TRUE(s.store->commit(b).ok());
+    id = s.create(book, 1, 1000);
   }
   Order created = book.orders.at(id);
   {

@@ -5,21 +5,12 @@
 #include <filesystem>
 
 #include "core/order_machine.h"
+#include "testing/orders.h"
 #include "testing/temp_dir.h"
 
 namespace orderflow {
 namespace {
 
-OrderRequest request_for(const std::string& customer, const std::string& merchant) {
-  OrderRequest r;
-  r.customer_id = customer;
-  r.merchant_id = merchant;
-  r.items = {{"sku-1", 1, 100}};
-  r.currency = "USD";
-  r.payment_method = "tok_visa";
-  r.delivery_address = "1 Main St";
-  return r;
-}
 
 // A batch that creates one order (kept in `order`, which the batch points at); its id encodes
 // `n` so tests can check ordering.
@@ -31,7 +22,7 @@ struct Created {
 Created create_batch(uint16_t partition, uint64_t ms, const std::string& tenant,
                          const std::string& customer, const std::string& merchant) {
   OrderId id = OrderId::make(ms, PartitionId{partition}, 0);
-  Placed p = place_order(id, tenant, "key-" + id.str(), request_for(customer, merchant), ms);
+  Placed p = place_order(id, tenant, "key-" + id.str(), testing::sample_request(customer, merchant), ms);
   CommitBatch b;
   b.partition = PartitionId{partition};
   b.events = p.events;
