@@ -175,9 +175,9 @@ TEST(LogStore, RecoveryWritesWhatRocksDbLostFromTheLog) {
   // RocksDB loses everything (as if its unsynced writes had not reached the disk).
   fs::remove_all(dir.sub("db"));
   auto s = open_log(dir);
-  // Only what was still in the newest segment can come back: the order in progress. (The
-  // finished one had been written to RocksDB; a real RocksDB keeps what it synced at the
-  // checkpoint that started this segment — here nothing was lost before the crash.)
+  // Every batch since the last checkpoint is still in the newest segment, so both orders come
+  // back: the one in progress with its creation-time entries, the finished one whole. (What
+  // came before that checkpoint RocksDB had synced.)
   EXPECT_EQ(**s.store->get_order(open), book.orders.at(open));
   EXPECT_EQ((*s.store->find_idempotency("acme", "key-" + open.str()))->order_id, open);
   EXPECT_EQ(**s.inner->get_order(done), book.orders.at(done));
