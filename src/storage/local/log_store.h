@@ -10,14 +10,19 @@
 // Durability: commit() returns once the batch is in the log (fdatasync'd under
 // Durability::fsync). The RocksDB writes that follow are not synced: after a crash, recovery
 // replays the log and writes again whatever RocksDB may have lost (the writes are puts of
-// whole values, so repeating them is harmless). A segment is deleted only after RocksDB's
+// whole values, so repeating them is harmless). A segment is retired only after RocksDB's
 // write-ahead log has been synced (a checkpoint).
 //
-// Checkpoints: when a partition's segment passes `segment_bytes_max`, the partition writer
+// Checkpoints: when a partition's segment passes its limit (`segment_bytes_max`, less a
+// share per partition so that partitions do not checkpoint together), the partition writer
 // syncs RocksDB, writes a new segment that starts with a snapshot of every order it holds in
-// progress, syncs it and deletes the old one. Recovery reads the segments oldest first; a
-// torn record at the end of the newest is the batch that was being written when the process
-// died (it was never acknowledged) and is ignored.
+// progress and syncs it. A background thread retires the old segment: it becomes the
+// partition's spare, which the next checkpoint overwrites from the start (an fdatasync of
+// allocated blocks needs no file-system journal commit), or is deleted if a spare exists.
+// Records carry their segment's seq, so what a recycled file held before ends the segment.
+// Recovery reads the segments oldest first; a torn record at the end of the newest is the
+// batch that was being written when the process died (it was never acknowledged) and is
+// ignored.
 //
 // Reads: orders in progress are answered from memory (their latest committed record and
 // events, encoded as in the log); everything else from RocksDB.
