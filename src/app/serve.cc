@@ -283,6 +283,7 @@ int serve(const ServeOptions& options) {
   admin_opts.host = admin_host;
   admin_opts.port = admin_port;
   admin_opts.io_threads = 1;
+  admin_opts.thread_name = "of-admin-io";
   admin_opts.connections_max = 256;
   http::HttpServer admin_server(admin_opts, admin_api);
   if (separate_admin) {

@@ -11,6 +11,7 @@
 #include <unordered_map>
 
 #include "core/routing.h"
+#include "core/thread_name.h"
 
 namespace orderflow {
 
@@ -63,7 +64,12 @@ class Partition {
     return Status::ok_status();
   }
 
-  void start() { thread_ = std::thread([this] { run(); }); }
+  void start() {
+    thread_ = std::thread([this] {
+      name_this_thread("of-part-" + std::to_string(id_.value));
+      run();
+    });
+  }
 
   void stop() {
     {

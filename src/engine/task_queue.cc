@@ -2,6 +2,8 @@
 
 #include <algorithm>
 
+#include "core/thread_name.h"
+
 namespace orderflow {
 
 namespace {
@@ -18,7 +20,10 @@ EffectResult result_for(const EffectCall& c) {
 
 TaskQueue::TaskQueue(const Clock& clock, TaskOptions options)
     : clock_(clock), options_(options), rng_(std::random_device{}()) {
-  thread_ = std::thread([this] { run(); });
+  thread_ = std::thread([this] {
+    name_this_thread("of-tasks");
+    run();
+  });
 }
 
 TaskQueue::~TaskQueue() { stop(); }

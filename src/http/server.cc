@@ -12,6 +12,7 @@
 #include <thread>
 #include <vector>
 
+#include "core/thread_name.h"
 #include "http/errors.h"
 
 namespace orderflow::http {
@@ -374,7 +375,10 @@ Status HttpServer::start() {
   impl_->work.emplace(impl_->ioc.get_executor());
   impl_->do_accept();
   for (int i = 0; i < impl_->options.io_threads; ++i) {
-    impl_->threads.emplace_back([this] { impl_->ioc.run(); });
+    impl_->threads.emplace_back([this, i] {
+      name_this_thread(impl_->options.thread_name + "-" + std::to_string(i));
+      impl_->ioc.run();
+    });
   }
   return Status::ok_status();
 }

@@ -27,6 +27,7 @@ struct ServerOptions {
   size_t large_body_bytes_max = 4 * 1024 * 1024;
   size_t header_bytes_max = 16 * 1024;
   int idle_timeout_s = 60;
+  std::string thread_name = "of-io";  // I/O threads are named thread_name-N
 };
 
 class HttpServer {

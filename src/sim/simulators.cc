@@ -16,6 +16,7 @@
 #include <unordered_map>
 
 #include "core/routing.h"
+#include "core/thread_name.h"
 #include "metrics/log.h"
 #include "storage/codec.h"
 
@@ -344,7 +345,10 @@ Result<std::unique_ptr<Simulators>> Simulators::open(SimOptions options) {
   impl->overlay.clear();
   if (!s.ok()) return make_error(Errc::internal, "cannot write the simulator ledger: " + s.ToString());
   Impl* p = impl.get();
-  impl->thread = std::thread([p] { p->run(); });
+  impl->thread = std::thread([p] {
+    name_this_thread("of-sim");
+    p->run();
+  });
   return std::unique_ptr<Simulators>(new Simulators(std::move(impl)));
 }
 

@@ -16,6 +16,7 @@
 #include <unordered_map>
 
 #include "core/routing.h"
+#include "core/thread_name.h"
 #include "metrics/log.h"
 #include "storage/codec.h"
 
@@ -180,7 +181,10 @@ Result<std::unique_ptr<LogStore>> LogStore::open(const LogStoreOptions& options,
     s->parts_.push_back(std::move(p));
   }
   LogStore* raw = s.get();
-  s->deleter_ = std::thread([raw] { raw->delete_segments(); });
+  s->deleter_ = std::thread([raw] {
+    name_this_thread("of-log-retire");
+    raw->delete_segments();
+  });
   for (auto& p : s->parts_) {
     Status st = s->recover(*p);
     if (!st.ok()) return st.error();
