@@ -157,6 +157,7 @@ struct LogStore::Part {
   // segment_bytes_max, less a share per partition: partitions under even load would all
   // checkpoint at the same moment otherwise.
   uint64_t segment_limit = 0;
+  uint64_t snapshot_bytes = 0;  // the current segment's snapshot (its first bytes)
   bool spare_ready = false;  // a spare segment file exists (guarded by deleter_mu_)
   int fd = -1;
   // Writer-only scratch space, kept for its capacity.
@@ -480,6 +481,7 @@ Status LogStore::checkpoint(Part& p) {
   p.fd = fd;
   p.segment_seq = seq;
   p.segment_bytes = out.size();
+  p.snapshot_bytes = out.size();
   if (old_fd >= 0) {
     // The old segment becomes the spare (or is unlinked: tens of milliseconds for a large
     // file) on another thread; the partition does not wait. (A segment left behind by a
@@ -584,7 +586,10 @@ Status LogStore::commit(const CommitBatch& batch) {
     }
   }
 
-  if (p.segment_bytes > p.segment_limit) {
+  // The log must grow by the limit, and by at least the snapshot's size, before the next
+  // checkpoint: with many orders in progress a snapshot can outgrow the limit, and
+  // checkpointing after every batch would then rewrite them all every time.
+  if (p.segment_bytes > p.snapshot_bytes + std::max(p.segment_limit, p.snapshot_bytes)) {
     st = checkpoint(p);
     if (!st.ok()) return fail(st.error().message);
   }

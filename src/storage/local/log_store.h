@@ -13,8 +13,9 @@
 // whole values, so repeating them is harmless). A segment is retired only after RocksDB's
 // write-ahead log has been synced (a checkpoint).
 //
-// Checkpoints: when a partition's segment passes its limit (`segment_bytes_max`, less a
-// share per partition so that partitions do not checkpoint together), the partition writer
+// Checkpoints: when a partition's segment has grown past its snapshot by its limit
+// (`segment_bytes_max`, less a share per partition so that partitions do not checkpoint
+// together) and by at least the snapshot's size, the partition writer
 // syncs RocksDB, writes a new segment that starts with a snapshot of every order it holds in
 // progress and syncs it. A background thread retires the old segment: it becomes the
 // partition's spare, which the next checkpoint overwrites from the start (an fdatasync of

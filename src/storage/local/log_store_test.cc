@@ -283,6 +283,27 @@ TEST(LogStore, ASegmentPastItsLimitIsCheckpointedBelowItIsNot) {
   }
 }
 
+TEST(LogStore, ASnapshotLargerThanTheLimitDoesNotCheckpointEveryBatch) {
+  testing::TempDir dir;
+  Book book;
+  auto s = open_log(dir, /*segment_bytes_max=*/1024);  // far below one snapshot
+  std::vector<OrderId> ids;
+  for (int i = 0; i < 200; ++i) ids.push_back(s.create(book, 0, 1000 + i));
+  const uint64_t before = s.store->checkpoints();
+  EXPECT_GE(before, 3u);  // the open, and the first checkpoints of a growing set
+  // 400 more batches of one step each: each appends ~0.7 KiB to a ~140 KiB snapshot, so a
+  // checkpoint is due about every 200 batches, not after each.
+  for (int round = 0; round < 2; ++round) {
+    for (OrderId id : ids) {
+      OrderStatus st = round ? OrderStatus::payment_authorized : OrderStatus::inventory_reserved;
+      ASSERT_TRUE(s.store->commit(book.step(id, st)).ok());
+    }
+  }
+  const uint64_t during = s.store->checkpoints() - before;
+  EXPECT_GE(during, 1u);
+  EXPECT_LE(during, 4u);
+}
+
 TEST(LogStore, ADataDirectoryFromBeforeTheLogKeepsItsOrdersInProgress) {
   testing::TempDir dir;
   Book book;
