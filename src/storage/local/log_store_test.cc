@@ -1,5 +1,8 @@
 #include "storage/local/log_store.h"
 
+#include <signal.h>
+#include <sys/resource.h>
+
 #include <gtest/gtest.h>
 
 #include <filesystem>
@@ -302,6 +305,47 @@ TEST(LogStore, ASnapshotLargerThanTheLimitDoesNotCheckpointEveryBatch) {
   const uint64_t during = s.store->checkpoints() - before;
   EXPECT_GE(during, 1u);
   EXPECT_LE(during, 4u);
+}
+
+TEST(LogStore, AFailedAppendLatchesTheStoreAndAcknowledgesNothingMore) {
+  testing::TempDir dir;
+  Book book;
+  OrderId first, second;
+  {
+    auto s = open_log(dir);
+    first = s.create(book, 0, 1000);
+    // Appends fail from here on (EFBIG, as a full disk would give ENOSPC): no file of this
+    // process may grow past its current size.
+    struct sigaction ignore {}, old_action {};
+    ignore.sa_handler = SIG_IGN;
+    ASSERT_EQ(::sigaction(SIGXFSZ, &ignore, &old_action), 0);
+    struct rlimit old_limit {};
+    ASSERT_EQ(::getrlimit(RLIMIT_FSIZE, &old_limit), 0);
+    uint64_t largest = 0;
+    for (const auto& f : segments(dir)) largest = std::max<uint64_t>(largest, fs::file_size(f));
+    struct rlimit tight = old_limit;
+    tight.rlim_cur = largest;
+    ASSERT_EQ(::setrlimit(RLIMIT_FSIZE, &tight), 0);
+    auto b = book.create(0, 2000);
+    second = b.orders[0].order->id;
+    Status failed = s.store->commit(b);
+    ::setrlimit(RLIMIT_FSIZE, &old_limit);
+    ::sigaction(SIGXFSZ, &old_action, nullptr);
+
+    ASSERT_FALSE(failed.ok());
+    EXPECT_NE(failed.error().message.find("order log: write"), std::string::npos)
+        << failed.error().message;
+    EXPECT_FALSE(s.store->healthy());
+    // Latched: nothing more is accepted, though the file could grow again.
+    Status after = s.store->commit(book.step(first, OrderStatus::inventory_reserved));
+    ASSERT_FALSE(after.ok());
+    EXPECT_EQ(after.error().code, Errc::unavailable);
+  }
+  // What was acknowledged is there; what failed is not.
+  auto s = open_log(dir);
+  EXPECT_EQ((*s.store->get_order(first))->status, OrderStatus::pending);
+  EXPECT_FALSE(s.store->get_order(second)->has_value());
+  EXPECT_TRUE(s.store->healthy());
 }
 
 TEST(LogStore, ADataDirectoryFromBeforeTheLogKeepsItsOrdersInProgress) {
