@@ -12,6 +12,7 @@
 #include <regex>
 
 #include "app/server_url.h"
+#include "core/json_writer.h"
 
 namespace orderflow::app {
 namespace {
@@ -222,171 +223,152 @@ void add_ctl(CLI::App& app, CtlOptions& o, std::function<int()>& run) {
       if (const char* env = std::getenv("ORDERFLOW_API_KEY")) o.api_key = env;
     }
   };
+  // When `sub` is chosen, `run` becomes `body`, preceded by resolving the API key.
+  auto runs = [&run, key](CLI::App* sub, std::function<int()> body) {
+    sub->callback([&run, key, body] {
+      run = [key, body] {
+        key();
+        return body();
+      };
+    });
+  };
 
   CLI::App* orders = ctl->add_subcommand("orders", "Orders: get, list, cancel, events, watch");
   orders->require_subcommand(1);
   auto* get = orders->add_subcommand("get", "Show one order");
   get->add_option("id", o.id, "Order id")->required();
-  get->callback([&, key] {
-    run = [&, key] {
-      key();
-      return show(o, Client(o).call(bhttp::verb::get, "/v1/orders/" + o.id), print_order);
-    };
+  runs(get, [&] {
+    return show(o, Client(o).call(bhttp::verb::get, "/v1/orders/" + o.id), print_order);
   });
   auto* list = orders->add_subcommand("list", "List orders, newest first");
   list->add_option("--customer", o.customer_id, "customer_id filter");
   list->add_option("--merchant", o.merchant_id, "merchant_id filter");
   list->add_option("--status", o.status, "status filter");
   list->add_option("--limit", o.limit, "1-500")->check(CLI::Range(1, 500))->capture_default_str();
-  list->callback([&, key] {
-    run = [&, key] {
-      key();
-      return show(o, Client(o).call(bhttp::verb::get, "/v1/orders" + query_string(o)),
-                  [](simdjson::dom::element d) { print_orders(d["orders"].get_array().value(), false); });
-    };
+  runs(list, [&] {
+    return show(o, Client(o).call(bhttp::verb::get, "/v1/orders" + query_string(o)),
+                [](simdjson::dom::element d) { print_orders(d["orders"].get_array().value(), false); });
   });
   auto* cancel = orders->add_subcommand("cancel", "Cancel an order");
   cancel->add_option("id", o.id, "Order id")->required();
   cancel->add_option("--reason", o.reason, "Why");
-  cancel->callback([&, key] {
-    run = [&, key] {
-      key();
-      std::string body;
-      if (!o.reason.empty()) {
-        std::string escaped;
-        for (char c : o.reason) {
-          if (c == '"' || c == '\\') escaped.push_back('\\');
-          escaped.push_back(c);
-        }
-        body = "{\"reason\":\"" + escaped + "\"}";
-      }
-      return show(o, Client(o).call(bhttp::verb::post, "/v1/orders/" + o.id + "/cancel", body), print_order);
-    };
+  runs(cancel, [&] {
+    std::string body;
+    if (!o.reason.empty()) JsonWriter(body).begin_object().field("reason", o.reason).end_object();
+    return show(o, Client(o).call(bhttp::verb::post, "/v1/orders/" + o.id + "/cancel", body), print_order);
   });
   auto* events = orders->add_subcommand("events", "An order's history");
   events->add_option("id", o.id, "Order id")->required();
-  events->callback([&, key] {
-    run = [&, key] {
-      key();
-      return show(o, Client(o).call(bhttp::verb::get, "/v1/orders/" + o.id + "/events"),
-                  [](simdjson::dom::element d) {
-                    std::vector<std::vector<std::string>> rows = {{"SEQ", "AT", "TYPE", "DETAIL"}};
-                    for (auto e : d["events"].get_array()) {
-                      simdjson::dom::element data = e["data"];
-                      std::string detail;
-                      std::string_view v;
-                      if (!data["to"].get_string().get(v)) detail = str(data, "from") + " -> " + std::string(v);
-                      if (!data["action"].get_string().get(v)) {
-                        detail = str(data, "stage") + "/" + std::string(v) + " #" + std::to_string(num(data, "attempt"));
-                        if (!data["code"].get_string().get(v)) detail += " " + std::string(v);
-                      }
-                      if (!data["reason"].get_string().get(v)) detail = std::string(v);
-                      rows.push_back({std::to_string(num(e, "seq")), str(e, "at"), str(e, "type"), detail});
+  runs(events, [&] {
+    return show(o, Client(o).call(bhttp::verb::get, "/v1/orders/" + o.id + "/events"),
+                [](simdjson::dom::element d) {
+                  std::vector<std::vector<std::string>> rows = {{"SEQ", "AT", "TYPE", "DETAIL"}};
+                  for (auto e : d["events"].get_array()) {
+                    simdjson::dom::element data = e["data"];
+                    std::string detail;
+                    std::string_view v;
+                    if (!data["to"].get_string().get(v)) detail = str(data, "from") + " -> " + std::string(v);
+                    if (!data["action"].get_string().get(v)) {
+                      detail = str(data, "stage") + "/" + std::string(v) + " #" + std::to_string(num(data, "attempt"));
+                      if (!data["code"].get_string().get(v)) detail += " " + std::string(v);
                     }
-                    print_table(rows);
-                  });
-    };
+                    if (!data["reason"].get_string().get(v)) detail = std::string(v);
+                    rows.push_back({std::to_string(num(e, "seq")), str(e, "at"), str(e, "type"), detail});
+                  }
+                  print_table(rows);
+                });
   });
   auto* watch = orders->add_subcommand("watch", "Follow an order live until it finishes");
   watch->add_option("id", o.id, "Order id")->required();
-  watch->callback([&, key] {
-    run = [&, key] {
-      key();
-      int status = 0;
-      Reply r = Client(o).call(bhttp::verb::get, "/v1/orders/" + o.id + "/stream", "",
-                               [&](std::string_view line) {
-                                 if (line.substr(0, 6) != "data: ") return true;
-                                 std::string json(line.substr(6));
-                                 if (o.json) {
-                                   std::printf("%s\n", json.c_str());
-                                 } else {
-                                   simdjson::dom::parser p;
-                                   simdjson::dom::element d;
-                                   if (!p.parse(json).get(d)) {
-                                     std::printf("%s  %-20s version %lld\n", str(d, "updated_at").c_str(),
-                                                 str(d, "status").c_str(), static_cast<long long>(num(d, "version")));
-                                   }
+  runs(watch, [&] {
+    int status = 0;
+    Reply r = Client(o).call(bhttp::verb::get, "/v1/orders/" + o.id + "/stream", "",
+                             [&](std::string_view line) {
+                               if (line.substr(0, 6) != "data: ") return true;
+                               std::string json(line.substr(6));
+                               if (o.json) {
+                                 std::printf("%s\n", json.c_str());
+                               } else {
+                                 simdjson::dom::parser p;
+                                 simdjson::dom::element d;
+                                 if (!p.parse(json).get(d)) {
+                                   std::printf("%s  %-20s version %lld\n", str(d, "updated_at").c_str(),
+                                               str(d, "status").c_str(), static_cast<long long>(num(d, "version")));
                                  }
-                                 std::fflush(stdout);
-                                 return true;
-                               });
-      status = r.status;
-      if (!r.error.empty() || status >= 300) return exit_for(r);
-      return static_cast<int>(kOk);
-    };
+                               }
+                               std::fflush(stdout);
+                               return true;
+                             });
+    status = r.status;
+    if (!r.error.empty() || status >= 300) return exit_for(r);
+    return static_cast<int>(kOk);
   });
 
   CLI::App* dl = ctl->add_subcommand("dead-letters", "Orders parked in needs_attention: list, redrive");
   dl->require_subcommand(1);
   auto* dl_list = dl->add_subcommand("list", "List parked orders");
   dl_list->add_option("--limit", o.limit, "1-500")->check(CLI::Range(1, 500))->capture_default_str();
-  dl_list->callback([&, key] {
-    run = [&, key] {
-      key();
-      return show(o, Client(o).call(bhttp::verb::get, "/v1/admin/dead-letters?limit=" + std::to_string(o.limit)),
-                  [](simdjson::dom::element d) { print_orders(d["orders"].get_array().value(), false); });
-    };
+  runs(dl_list, [&] {
+    return show(o, Client(o).call(bhttp::verb::get, "/v1/admin/dead-letters?limit=" + std::to_string(o.limit)),
+                [](simdjson::dom::element d) { print_orders(d["orders"].get_array().value(), false); });
   });
   auto* dl_redrive = dl->add_subcommand("redrive", "Resume a parked order");
   dl_redrive->add_option("id", o.id, "Order id")->required();
-  dl_redrive->callback([&, key] {
-    run = [&, key] {
-      key();
-      return show(o, Client(o).call(bhttp::verb::post, "/v1/admin/orders/" + o.id + "/redrive"), print_order);
-    };
+  runs(dl_redrive, [&] {
+    return show(o, Client(o).call(bhttp::verb::post, "/v1/admin/orders/" + o.id + "/redrive"), print_order);
   });
 
   auto* stuck = ctl->add_subcommand("stuck", "Orders in a stage longer than its SLA");
   stuck->add_option("--limit", o.limit, "1-1000")->check(CLI::Range(1, 1000))->capture_default_str();
-  stuck->callback([&, key] {
-    run = [&, key] {
-      key();
-      return show(o, Client(o).call(bhttp::verb::get, "/v1/admin/orders/stuck?limit=" + std::to_string(o.limit)),
-                  [](simdjson::dom::element d) { print_orders(d["orders"].get_array().value(), true); });
-    };
+  runs(stuck, [&] {
+    return show(o, Client(o).call(bhttp::verb::get, "/v1/admin/orders/stuck?limit=" + std::to_string(o.limit)),
+                [](simdjson::dom::element d) { print_orders(d["orders"].get_array().value(), true); });
   });
 
   auto* stats = ctl->add_subcommand("stats", "Orders in progress, finished, stuck and parked (from /metrics)");
-  stats->callback([&, key] {
-    run = [&, key] {
-      key();
-      Reply r = Client(o).call(bhttp::verb::get, "/metrics");
-      int code = exit_for(r);
-      if (code != kOk) return code;
-      std::map<std::string, double> figures;
-      std::regex line_re(R"re(^(orderflow_orders|orderflow_orders_in_flight|orderflow_dead_letters|orderflow_orders_stuck|orderflow_order_transitions_total)(\{[^}]*\})? (\S+)$)re");
-      std::istringstream in(r.body);
-      for (std::string line; std::getline(in, line);) {
-        std::smatch m;
-        if (!std::regex_match(line, m, line_re)) continue;
-        std::string name = m[1], labels = m[2];
-        double v = std::stod(m[3]);
-        std::smatch lm;
-        if (name == "orderflow_order_transitions_total") {
-          if (std::regex_search(labels, lm, std::regex(R"re(to="(delivered|cancelled|failed)")re"))) {
-            figures["finished " + lm[1].str()] += v;
-          }
-        } else if (name == "orderflow_orders" && std::regex_search(labels, lm, std::regex(R"re(status="([a-z_]+)")re"))) {
-          figures["in progress " + lm[1].str()] += v;
-        } else if (name == "orderflow_orders_stuck" && std::regex_search(labels, lm, std::regex(R"re(stage="([a-z_]+)")re"))) {
-          figures["stuck in " + lm[1].str()] += v;
-        } else if (name == "orderflow_orders_in_flight") {
-          figures["in progress (all)"] = v;
-        } else if (name == "orderflow_dead_letters") {
-          figures["dead letters"] = v;
+  runs(stats, [&] {
+    Reply r = Client(o).call(bhttp::verb::get, "/metrics");
+    int code = exit_for(r);
+    if (code != kOk) return code;
+    std::map<std::string, double> figures;
+    const std::regex line_re(R"re(^(orderflow_orders|orderflow_orders_in_flight|orderflow_dead_letters|orderflow_orders_stuck|orderflow_order_transitions_total)(\{[^}]*\})? (\S+)$)re");
+    const std::regex to_re(R"re(to="(delivered|cancelled|failed)")re");
+    const std::regex status_re(R"re(status="([a-z_]+)")re");
+    const std::regex stage_re(R"re(stage="([a-z_]+)")re");
+    std::istringstream in(r.body);
+    for (std::string line; std::getline(in, line);) {
+      std::smatch m;
+      if (!std::regex_match(line, m, line_re)) continue;
+      std::string name = m[1], labels = m[2];
+      double v = std::stod(m[3]);
+      std::smatch lm;
+      if (name == "orderflow_order_transitions_total") {
+        if (std::regex_search(labels, lm, to_re)) {
+          figures["finished " + lm[1].str()] += v;
         }
+      } else if (name == "orderflow_orders" && std::regex_search(labels, lm, status_re)) {
+        figures["in progress " + lm[1].str()] += v;
+      } else if (name == "orderflow_orders_stuck" && std::regex_search(labels, lm, stage_re)) {
+        figures["stuck in " + lm[1].str()] += v;
+      } else if (name == "orderflow_orders_in_flight") {
+        figures["in progress (all)"] = v;
+      } else if (name == "orderflow_dead_letters") {
+        figures["dead letters"] = v;
       }
-      if (o.json) {
-        std::string j = "{";
-        for (auto& [k, v] : figures) j += (j.size() > 1 ? "," : "") + std::string("\"") + k + "\":" + std::to_string(static_cast<long long>(v));
-        std::printf("%s}\n", j.c_str());
-        return static_cast<int>(kOk);
-      }
-      std::vector<std::vector<std::string>> rows = {{"FIGURE", "ORDERS"}};
-      for (auto& [k, v] : figures) rows.push_back({k, std::to_string(static_cast<long long>(v))});
-      print_table(rows);
+    }
+    if (o.json) {
+      std::string j;
+      JsonWriter w(j);
+      w.begin_object();
+      for (auto& [k, v] : figures) w.field(k, static_cast<int64_t>(v));
+      w.end_object();
+      std::printf("%s\n", j.c_str());
       return static_cast<int>(kOk);
-    };
+    }
+    std::vector<std::vector<std::string>> rows = {{"FIGURE", "ORDERS"}};
+    for (auto& [k, v] : figures) rows.push_back({k, std::to_string(static_cast<long long>(v))});
+    print_table(rows);
+    return static_cast<int>(kOk);
   });
 }
 
