@@ -2,7 +2,6 @@
 #pragma once
 
 #include <functional>
-#include <memory>
 #include <string>
 
 #include "core/order.h"
@@ -12,11 +11,7 @@ namespace orderflow {
 
 struct EffectRequest {
   EffectCall call;
-  std::string idempotency_key;             // effect_idempotency_key(order, stage, action)
-  // The order as it was when the effect was requested: set by a service that keeps the whole
-  // order (the task queue hands it to workers); the engine passes it by reference and leaves
-  // this empty, so a service that needs two fields does not pay for a copy of the order.
-  std::shared_ptr<const Order> order;
+  std::string idempotency_key;  // effect_idempotency_key(order, stage, action)
 };
 
 using EffectDone = std::function<void(EffectResult)>;

@@ -376,7 +376,7 @@ class Partition {
 
   void issue(const Order& o, const EffectCall& call) {
     if (options_.metrics != nullptr) options_.metrics->effect_requested(call.stage, call.action, call.attempt);
-    EffectRequest req{call, effect_idempotency_key(o.id, call.stage, call.action), nullptr};
+    EffectRequest req{call, effect_idempotency_key(o.id, call.stage, call.action)};
     Engine* engine = &engine_;
     services_[static_cast<int>(call.stage)]->execute(
         std::move(req), o, [engine](EffectResult r) { engine->submit_result(std::move(r)); });

@@ -46,7 +46,7 @@ std::vector<LeasedTask> TaskQueue::lease_locked(const QueueKey& key, size_t n, u
     it->second.pop_front();
     std::string id = new_task_id();
     uint64_t expires = now + options_.lease_ms;
-    out.push_back(LeasedTask{id, r.request, expires});
+    out.push_back(LeasedTask{id, r.request, std::move(r.order), expires});
     leases_.emplace(std::move(id), Lease{key.second, std::move(r.request), std::move(r.done), expires});
   }
   if (it->second.empty()) ready_.erase(it);
@@ -55,14 +55,14 @@ std::vector<LeasedTask> TaskQueue::lease_locked(const QueueKey& key, size_t n, u
 }
 
 void TaskQueue::execute(EffectRequest request, const Order& order, EffectDone done) {
-  request.order = std::make_shared<const Order>(order);  // rendered to the worker later
+  auto copy = std::make_shared<const Order>(order);  // the service's copy (see StageService)
   PollDone wake;
   std::vector<LeasedTask> leased;
   {
     std::lock_guard lock(mu_);
     if (stopping_) return;
-    QueueKey key{static_cast<int>(request.call.stage), request.order->tenant};
-    ready_[key].push_back(Ready{std::move(request), std::move(done)});
+    QueueKey key{static_cast<int>(request.call.stage), order.tenant};
+    ready_[key].push_back(Ready{std::move(request), std::move(copy), std::move(done)});
     // Hand it to the oldest poll waiting for this stage and tenant.
     for (auto w = waiters_.begin(); w != waiters_.end(); ++w) {
       if (static_cast<int>(w->stage) == key.first && w->tenant == key.second) {

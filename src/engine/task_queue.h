@@ -39,6 +39,7 @@ struct TaskOptions {
 struct LeasedTask {
   std::string task_id;
   EffectRequest request;
+  std::shared_ptr<const Order> order;  // as it was when the effect was requested
   uint64_t lease_expires_at_ms = 0;
 };
 
@@ -65,6 +66,7 @@ class TaskQueue final : public StageService {
  private:
   struct Ready {
     EffectRequest request;
+    std::shared_ptr<const Order> order;  // rendered to the worker that leases it
     EffectDone done;
   };
   struct Lease {

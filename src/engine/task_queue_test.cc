@@ -14,21 +14,24 @@ class FakeClock final : public Clock {
   std::atomic<uint64_t> now{1'000'000};
 };
 
-EffectRequest request_for(const std::string& tenant, Stage stage, Action action, uint16_t n = 0) {
-  auto order = std::make_shared<Order>();
-  order->id = OrderId::make(1000 + n, PartitionId{0}, 0);
-  order->tenant = tenant;
-  EffectRequest r;
-  r.call = EffectCall{order->id, stage, action, 1};
-  r.idempotency_key = effect_idempotency_key(order->id, stage, action);
-  r.order = order;
+// An effect request and the order it is for.
+struct Requested {
+  EffectRequest request;
+  Order order;
+};
+
+Requested request_for(const std::string& tenant, Stage stage, Action action, uint16_t n = 0) {
+  Requested r;
+  r.order.id = OrderId::make(1000 + n, PartitionId{0}, 0);
+  r.order.tenant = tenant;
+  r.request.call = EffectCall{r.order.id, stage, action, 1};
+  r.request.idempotency_key = effect_idempotency_key(r.order.id, stage, action);
   return r;
 }
 
 // Hands a request to the queue as the engine does: the order by reference.
-void submit(TaskQueue& q, EffectRequest r, EffectDone done) {
-  const Order order = *r.order;
-  q.execute(std::move(r), order, std::move(done));
+void submit(TaskQueue& q, Requested r, EffectDone done) {
+  q.execute(std::move(r.request), r.order, std::move(done));
 }
 
 std::vector<LeasedTask> poll_now(TaskQueue& q, const std::string& tenant, Stage s, size_t max) {

@@ -60,7 +60,7 @@ void render_task(const LeasedTask& t, std::string& out) {
       .field("idempotency_key", t.request.idempotency_key)
       .field("lease_expires_at", format_rfc3339_ms(t.lease_expires_at_ms));
   w.key("order");
-  render_order(*t.request.order, out);
+  render_order(*t.order, out);
   w.end_object();
 }
 
