@@ -129,14 +129,20 @@ void encode_order(const Order& o, std::string& out) {
   put_failure(out, o.attention);
 }
 
-Result<Order> decode_order(std::string_view bytes) {
+Result<OrderId> order_id_of(std::string_view bytes) {
   if (bytes.empty() || static_cast<uint8_t>(bytes[0]) != kOrderFormat) {
     return corrupt("unknown order format");
   }
+  if (bytes.size() < 1 + OrderId::kByteLength) return corrupt("truncated order id");
+  return *OrderId::from_bytes(bytes.substr(1, OrderId::kByteLength));
+}
+
+Result<Order> decode_order(std::string_view bytes) {
+  auto id = order_id_of(bytes);
+  if (!id) return id.take_error();
   bytes.remove_prefix(1);
-  if (bytes.size() < OrderId::kByteLength) return corrupt("truncated order id");
   Order o;
-  o.id = *OrderId::from_bytes(bytes.substr(0, OrderId::kByteLength));
+  o.id = *id;
   Reader rd(bytes.substr(OrderId::kByteLength));
   OrderRequest& r = o.request;
   uint64_t n, v;

@@ -18,6 +18,8 @@ inline constexpr uint8_t kEventFormat = 2;  // a run of consecutive events of on
 
 void encode_order(const Order& order, std::string& out);
 Result<Order> decode_order(std::string_view bytes);
+// The id of an encoded order, without decoding the rest.
+Result<OrderId> order_id_of(std::string_view bytes);
 
 // A run of consecutive events of one order, stored under one key (order id, first seq): the
 // events one batch appended to an order cost one write. The key holds the order id and the

@@ -276,9 +276,9 @@ Status apply_record(const std::string& file, std::string_view payload,
     std::string_view record;
     uint64_t nruns = 0;
     if (!read_sized(payload, record) || !read_varint(payload, nruns)) return corrupt(file, "entry");
-    auto order = codec::decode_order(record);
-    if (!order) return order.error();
-    Held& h = orders[order->id];
+    auto id = codec::order_id_of(record);  // the whole record is decoded once, after replay
+    if (!id) return id.error();
+    Held& h = orders[*id];
     h.record.assign(record);
     for (uint64_t r = 0; r < nruns; ++r) {
       uint64_t first = 0;
@@ -288,7 +288,7 @@ Status apply_record(const std::string& file, std::string_view payload,
         return corrupt(file, "event run");
       }
       std::vector<Event> events;
-      Status st = codec::decode_events(order->id, static_cast<uint32_t>(first), run, events);
+      Status st = codec::decode_events(*id, static_cast<uint32_t>(first), run, events);
       if (!st.ok()) return st;
       const uint32_t end = static_cast<uint32_t>(first + events.size());
       if (end <= h.next_seq) continue;  // already held (a snapshot repeats what came before)

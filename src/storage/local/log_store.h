@@ -77,7 +77,7 @@ class LogStore final : public OrderStore {
   Result<std::vector<Order>> list_active(PartitionId partition) override;
   bool healthy() const override;
 
-  // Figures for tests and metrics.
+  // Figures for tests.
   uint64_t checkpoints() const { return checkpoints_.load(std::memory_order_relaxed); }
   size_t held(PartitionId partition) const;
 

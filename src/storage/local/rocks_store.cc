@@ -4,7 +4,6 @@
 #include <rocksdb/db.h>
 #include <rocksdb/filter_policy.h>
 #include <rocksdb/slice_transform.h>
-#include <rocksdb/listener.h>
 #include <rocksdb/table.h>
 #include <rocksdb/write_batch.h>
 
@@ -125,22 +124,6 @@ class IndexPrefix final : public rocksdb::SliceTransform {
   }
 };
 
-// Times every fdatasync of a WAL file (RocksDB names them NNNNNN.log).
-class WalSyncListener final : public rocksdb::EventListener {
- public:
-  explicit WalSyncListener(std::function<void(double)> fn) : fn_(std::move(fn)) {}
-  bool ShouldBeNotifiedOnFileIO() override { return true; }
-  void OnFileSyncFinish(const rocksdb::FileOperationInfo& info) override {
-    const std::string& p = info.path;
-    if (p.size() > 4 && p.compare(p.size() - 4, 4, ".log") == 0) {
-      fn_(std::chrono::duration<double>(info.duration).count());
-    }
-  }
-
- private:
-  std::function<void(double)> fn_;
-};
-
 std::optional<OrderId> desc_id_from_key(std::string_view key) {
   if (key.size() < OrderId::kByteLength) return std::nullopt;
   char b[OrderId::kByteLength];
@@ -183,9 +166,6 @@ Result<std::unique_ptr<RocksStore>> RocksStore::open(const RocksStoreOptions& op
   db_opts.max_log_file_size = 8 << 20;
   // Concurrent partition writers: write-group batching syncs the WAL once for a whole group.
   db_opts.enable_pipelined_write = true;
-  if (options.on_wal_sync) {
-    db_opts.listeners.push_back(std::make_shared<WalSyncListener>(options.on_wal_sync));
-  }
   db_opts.allow_concurrent_memtable_write = false;
 
   auto cache = rocksdb::NewLRUCache(options.block_cache_bytes);

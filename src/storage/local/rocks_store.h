@@ -12,7 +12,6 @@
 #pragma once
 
 #include <atomic>
-#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -38,9 +37,6 @@ struct RocksStoreOptions {
   // A list query with a filter the chosen index cannot serve scans at most this many index
   // entries beyond `limit` before returning a partial page with a cursor.
   size_t list_scan_extra_max = 10000;
-  // Called with the duration of every fdatasync of the write-ahead log (for metrics); on
-  // RocksDB's writing thread, so it must be cheap. May be empty.
-  std::function<void(double seconds)> on_wal_sync;
   // Keep the set of orders in progress (list_active). Off under the order log (LogStore),
   // which holds that set itself; list_active then still reads entries written before.
   bool track_active = true;
