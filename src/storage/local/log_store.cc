@@ -560,20 +560,15 @@ Status LogStore::commit(const CommitBatch& batch) {
     }
   }
   ib.events = std::move(finished_events);
-  if (!ib.orders.empty() || !ib.idempotency.empty()) {
-    st = inner_->commit(ib);
-    if (!st.ok()) return fail(st.error().message);
-  }
 
-  // 3. Memory: readers see the batch from here on.
+  // 3. Memory: readers see the batch's orders in progress from here on — before the inner
+  // store has their index entries, so that a list never finds an entry of an order that is
+  // neither here nor there.
   {
     std::lock_guard lock(p.mu);
     for (size_t i = 0; i < batch.orders.size(); ++i) {
       const Order& o = *batch.orders[i].order;
-      if (is_terminal(o.status)) {
-        p.orders.erase(o.id);
-        continue;
-      }
+      if (is_terminal(o.status)) continue;
       Held& h = p.orders[o.id];
       const Span& sp = spans[i];
       h.record.assign(out, sp.record, sp.record_end - sp.record);
@@ -583,6 +578,17 @@ Status LogStore::commit(const CommitBatch& batch) {
         h.runs.emplace_back(events.front()->seq, out.substr(sp.run, sp.run_end - sp.run));
         h.next_seq = events.back()->seq + 1;
       }
+    }
+  }
+  if (!ib.orders.empty() || !ib.idempotency.empty()) {
+    st = inner_->commit(ib);
+    if (!st.ok()) return fail(st.error().message);
+  }
+  // Finished orders leave memory once the inner store has them.
+  {
+    std::lock_guard lock(p.mu);
+    for (const OrderWrite& w : batch.orders) {
+      if (is_terminal(w.order->status)) p.orders.erase(w.order->id);
     }
   }
 
@@ -596,20 +602,24 @@ Status LogStore::commit(const CommitBatch& batch) {
   return Status::ok_status();
 }
 
-Result<std::optional<Order>> LogStore::get_order(OrderId id) {
-  if (id.partition().value < parts_.size()) {
-    Part& p = *parts_[id.partition().value];
-    std::string record;
-    {
-      std::lock_guard lock(p.mu);
-      if (auto it = p.orders.find(id); it != p.orders.end()) record = it->second.record;
-    }
-    if (!record.empty()) {
-      auto o = codec::decode_order(record);
-      if (!o) return o.take_error();
-      return std::optional<Order>(std::move(*o));
-    }
+Result<std::optional<Order>> LogStore::held_order(OrderId id) const {
+  if (id.partition().value >= parts_.size()) return std::optional<Order>();
+  const Part& p = *parts_[id.partition().value];
+  std::string record;
+  {
+    std::lock_guard lock(p.mu);
+    auto it = p.orders.find(id);
+    if (it == p.orders.end()) return std::optional<Order>();
+    record = it->second.record;
   }
+  auto o = codec::decode_order(record);
+  if (!o) return o.take_error();
+  return std::optional<Order>(std::move(*o));
+}
+
+Result<std::optional<Order>> LogStore::get_order(OrderId id) {
+  auto held = held_order(id);
+  if (!held || *held) return held;
   return inner_->get_order(id);
 }
 
@@ -628,17 +638,9 @@ Result<std::optional<IdempotencyEntry>> LogStore::find_idempotency(const std::st
 }
 
 Result<ListPage> LogStore::list_orders(const ListQuery& query) {
-  auto page = inner_->list_orders(query);
-  if (!page) return page;
-  // The inner store has orders in progress as they were created: their current state is here
-  // (or, if one ended meanwhile, in the inner store again).
-  for (Order& o : page->orders) {
-    if (is_terminal(o.status)) continue;
-    auto current = get_order(o.id);
-    if (!current) return current.take_error();
-    if (*current) o = std::move(**current);
-  }
-  return page;
+  // The inner store has the index entries of orders in progress, not their records: their
+  // current state is here.
+  return inner_->list_orders(query, [this](OrderId id) { return held_order(id); });
 }
 
 Result<PartitionState> LogStore::load_partition(PartitionId partition) {

@@ -1,6 +1,7 @@
 // The order log: orders in progress live in an append-only log per partition; the RocksDB
-// store (RocksStore) gets an order twice — when it is created (its record, index entries and
-// idempotency key) and when it ends (its final record, every event, its status entries).
+// store (RocksStore) gets an order twice — when it is created (its index entries and
+// idempotency key, not its record) and when it ends (its record, every event, its status
+// entries).
 //
 // Why: an order takes ~7 durable steps from creation to delivery. Written to RocksDB, each
 // step is a memtable insert of the whole record and one of its events, which dominated the
@@ -59,8 +60,8 @@ struct LogStoreOptions {
 
 class LogStore final : public OrderStore {
  public:
-  // Recovers the log over `inner` (which must be opened with Durability::none and
-  // track_active = false): replays every segment, writes finished orders into `inner`,
+  // Recovers the log over `inner` (which must be opened with Durability::none,
+  // track_active = false and records_when_ended_only = true): replays every segment, writes finished orders into `inner`,
   // syncs it and starts each partition on a fresh segment. A data directory written before
   // the log existed has no segments: its orders in progress are taken from `inner`.
   static Result<std::unique_ptr<LogStore>> open(const LogStoreOptions& options,
@@ -85,6 +86,8 @@ class LogStore final : public OrderStore {
   struct Part;
   LogStore() = default;
   Status recover(Part& p);
+  // The order if this store holds it (in progress), else nullopt.
+  Result<std::optional<Order>> held_order(OrderId id) const;
   Status checkpoint(Part& p);
   Status write_all(int fd, const std::string& bytes);
   Status sync(int fd);

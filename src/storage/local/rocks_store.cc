@@ -181,9 +181,11 @@ Result<std::unique_ptr<RocksStore>> RocksStore::open(const RocksStoreOptions& op
       table.filter_policy.reset(rocksdb::NewBloomFilterPolicy(10));
     }
     cf.table_factory.reset(rocksdb::NewBlockBasedTableFactory(table));
-    if (i == kCfEvents) {
+    if (i == kCfEvents && !options.records_when_ended_only) {
       // An order's events are appended in seq order: remember the insert position per order
-      // (the 10-byte id prefix) so the next event's memtable insert starts there.
+      // (the 10-byte id prefix) so the next event's memtable insert starts there. (Under the
+      // order log an order's events arrive once, when it ends: a hint would never be used
+      // again, and the memtable keeps one per order.)
       cf.memtable_insert_with_hint_prefix_extractor.reset(
           rocksdb::NewFixedPrefixTransform(OrderId::kByteLength));
     } else if (i == kCfIndexes) {
@@ -245,9 +247,11 @@ Status RocksStore::commit(const CommitBatch& batch) {
   std::string buf;
   for (const OrderWrite& w : batch.orders) {
     const Order& o = *w.order;
-    buf.clear();
-    codec::encode_order(o, buf);
-    wb.Put(cfs_[kCfOrders], order_key(o.id), buf);
+    if (!options_.records_when_ended_only || is_terminal(o.status)) {
+      buf.clear();
+      codec::encode_order(o, buf);
+      wb.Put(cfs_[kCfOrders], order_key(o.id), buf);
+    }
     const bool was_active = w.previous_status && !is_terminal(*w.previous_status);
     const bool now_active = !is_terminal(o.status);
     if (options_.track_active && now_active && !was_active) wb.Put(cfs_[kCfActive], active_key(o.id), {});
@@ -354,7 +358,9 @@ Result<std::optional<IdempotencyEntry>> RocksStore::find_idempotency(const std::
   return std::optional<IdempotencyEntry>(std::move(e));
 }
 
-Result<ListPage> RocksStore::list_orders(const ListQuery& q) {
+Result<ListPage> RocksStore::list_orders(const ListQuery& q) { return list_orders(q, nullptr); }
+
+Result<ListPage> RocksStore::list_orders(const ListQuery& q, const HeldOrderLookup& held) {
   OF_ASSERT(q.limit >= 1);
   if (q.status && !is_terminal(*q.status)) {
     return make_error(Errc::invalid_argument,
@@ -420,11 +426,23 @@ Result<ListPage> RocksStore::list_orders(const ListQuery& q) {
     }
     OrderId id = *desc_id_from_key(k);
     last_scanned = id;
-    rocksdb::PinnableSlice value;
-    rocksdb::Status s = db_->Get(get_ro, cfs_[kCfOrders], order_key(id), &value);
-    if (!s.ok()) return io_error("index points at a missing order", s);
-    auto order = codec::decode_order(value.ToStringView());
-    if (!order) return order.take_error();
+    std::optional<Order> order;
+    if (held) {
+      auto h = held(id);
+      if (!h) return h.take_error();
+      order = std::move(*h);
+    }
+    if (!order) {
+      rocksdb::PinnableSlice value;
+      rocksdb::Status s = db_->Get(get_ro, cfs_[kCfOrders], order_key(id), &value);
+      // An order the layer above held when asked may have ended since the snapshot was
+      // taken: its record is written (before the layer lets go of it) but newer than the page.
+      if (s.IsNotFound() && held) s = db_->Get({}, cfs_[kCfOrders], order_key(id), &value);
+      if (!s.ok()) return io_error("index points at a missing order", s);
+      auto decoded = codec::decode_order(value.ToStringView());
+      if (!decoded) return decoded.take_error();
+      order = std::move(*decoded);
+    }
     if (filter_on_orders && ((q.merchant_id && order->request.merchant_id != *q.merchant_id) ||
                              (q.status && order->status != *q.status))) {
       continue;

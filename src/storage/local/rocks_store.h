@@ -12,6 +12,7 @@
 #pragma once
 
 #include <atomic>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -40,7 +41,15 @@ struct RocksStoreOptions {
   // Keep the set of orders in progress (list_active). Off under the order log (LogStore),
   // which holds that set itself; list_active then still reads entries written before.
   bool track_active = true;
+  // Write an order's record only once it has ended (its index entries and idempotency key
+  // still when it is created). Under the order log, which holds the records of orders in
+  // progress and answers for them through list_orders' `held` lookup.
+  bool records_when_ended_only = false;
 };
+
+// The current state of an order that a store layered over RocksStore holds in memory
+// (nullopt: not held, read RocksDB).
+using HeldOrderLookup = std::function<Result<std::optional<Order>>(OrderId)>;
 
 class RocksStore final : public OrderStore {
  public:
@@ -56,6 +65,9 @@ class RocksStore final : public OrderStore {
   Result<std::optional<IdempotencyEntry>> find_idempotency(const std::string& tenant,
                                                            const std::string& key) override;
   Result<ListPage> list_orders(const ListQuery& query) override;
+  // The same, asking `held` first for each order the index names: under
+  // records_when_ended_only RocksDB has no record of an order in progress.
+  Result<ListPage> list_orders(const ListQuery& query, const HeldOrderLookup& held);
   Result<PartitionState> load_partition(PartitionId partition) override;
   Result<std::vector<Order>> list_active(PartitionId partition) override;
   bool healthy() const override { return !failed_.load(std::memory_order_acquire); }

@@ -210,6 +210,55 @@ TEST(RocksStore, StatusIndexHoldsEndedOrdersOnly) {
   EXPECT_TRUE(store->list_active(PartitionId{0})->empty());  // terminal: out of the active set
 }
 
+// Under records_when_ended_only an order in progress has index entries but no record: a list
+// asks the layer above for it. An order that ends between the list's snapshot and that
+// question is no longer held there, and its record is newer than the snapshot: the list still
+// shows it.
+TEST(RocksStore, ListAsksTheLayerAboveForOrdersInProgressAndFindsOneThatEndedMeanwhile) {
+  testing::TempDir dir;
+  RocksStoreOptions opts;
+  opts.path = dir.sub("db");
+  opts.partitions = 1;
+  opts.records_when_ended_only = true;
+  auto store = std::move(*RocksStore::open(opts));
+  auto a = create_batch(0, 1000, "acme", "c-1", "m-1");
+  auto b = create_batch(0, 1001, "acme", "c-1", "m-1");
+  ASSERT_TRUE(store->commit(a).ok());
+  ASSERT_TRUE(store->commit(b).ok());
+  EXPECT_FALSE(store->get_order(a.order->id)->has_value());  // no record while in progress
+
+  Order ended = *a.order;
+  auto t = cancel_order(ended, "test", 2000, PipelinePolicy{});
+  ASSERT_TRUE(t.ok());
+  ListQuery q;
+  q.tenant = "acme";
+  std::vector<OrderId> asked;
+  auto page = store->list_orders(q, [&](OrderId id) -> Result<std::optional<Order>> {
+    asked.push_back(id);
+    if (id == b.order->id) return std::optional<Order>(*b.order);  // held above
+    // `a` ends now: written here, let go of above.
+    CommitBatch c;
+    c.partition = PartitionId{0};
+    c.orders.push_back({&ended, OrderStatus::pending});
+    c.events = t->events;
+    c.id_clock = ended.id.clock();
+    EXPECT_TRUE(store->commit(c).ok());
+    return std::optional<Order>();
+  });
+  ASSERT_TRUE(page.ok()) << page.error().message;
+  ASSERT_EQ(page->orders.size(), 2u);
+  EXPECT_EQ(page->orders[0], *b.order);
+  EXPECT_EQ(page->orders[1], ended);
+  EXPECT_EQ(asked, (std::vector<OrderId>{b.order->id, a.order->id}));
+
+  // An entry that names an order nobody has is an error, not a silent gap.
+  auto c = create_batch(0, 1002, "acme", "c-1", "m-1");
+  ASSERT_TRUE(store->commit(c).ok());
+  auto broken = store->list_orders(q, [](OrderId) { return Result<std::optional<Order>>(std::optional<Order>()); });
+  ASSERT_FALSE(broken.ok());
+  EXPECT_NE(broken.error().message.find("missing order"), std::string::npos);
+}
+
 // Recovery cases: a child process commits and dies without closing the database (as kill -9
 // would leave it), optionally the WAL's tail is torn, then the store is reopened.
 enum class Crash { clean_close, no_close, torn_wal_tail };
