@@ -5,7 +5,7 @@ set -euo pipefail
 
 packages=(
   build-essential cmake g++ make pkg-config
-  librocksdb-dev libsimdjson-dev libboost-dev libcli11-dev libgtest-dev libjemalloc-dev prometheus-cpp-dev
+  librocksdb-dev libsnappy-dev liblz4-dev libzstd-dev zlib1g-dev libbz2-dev libsimdjson-dev libboost-dev libcli11-dev libgtest-dev libjemalloc-dev prometheus-cpp-dev
   python3 curl ca-certificates procps prometheus chromium
 )
 
@@ -18,7 +18,9 @@ missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
-[ ${#missing[@]} -eq 0 ] && exit 0
+here=$(dirname "$0")
+# The release build's RocksDB, built once from Debian's source (scripts/build-rocksdb.sh).
+[ ${#missing[@]} -eq 0 ] && exec bash "$here/build-rocksdb.sh"
 
 echo "setup: installing ${missing[*]}"
 SUDO=""
@@ -36,3 +38,4 @@ fi
 trap '[ "$added_policy" = 1 ] && $SUDO rm -f "$policy"' EXIT
 $SUDO apt-get update -qq
 $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+bash "$here/build-rocksdb.sh"
