@@ -33,6 +33,16 @@ Created create_batch(uint16_t partition, uint64_t ms, const std::string& tenant,
   return Created{std::move(order), std::move(b)};
 }
 
+// A batch that moves `o` (in partition 0) from `before` to its current state with `events`.
+CommitBatch step_batch(const Order& o, OrderStatus before, const std::vector<Event>& events) {
+  CommitBatch c;
+  c.partition = PartitionId{0};
+  c.orders.push_back({&o, before});
+  c.events = events;
+  c.id_clock = o.id.clock();
+  return c;
+}
+
 std::unique_ptr<RocksStore> open_store(const std::string& path, uint32_t partitions = 4,
                                        Durability d = Durability::fsync) {
   RocksStoreOptions o;
@@ -198,12 +208,7 @@ TEST(RocksStore, StatusIndexHoldsEndedOrdersOnly) {
   auto t = cancel_order(o, "test", 2000, PipelinePolicy{});
   ASSERT_TRUE(t.ok());
   ASSERT_EQ(o.status, OrderStatus::cancelled);
-  CommitBatch c;
-  c.partition = PartitionId{0};
-  c.orders.push_back({&o, OrderStatus::pending});
-  c.events = t->events;
-  c.id_clock = o.id.clock();
-  ASSERT_TRUE(store->commit(c).ok());
+  ASSERT_TRUE(store->commit(step_batch(o, OrderStatus::pending, t->events)).ok());
 
   for (int variant = 0; variant < 3; ++variant) EXPECT_EQ(count_cancelled(variant), 1u) << variant;
   EXPECT_EQ(store->get_events(o.id)->size(), 4u);
@@ -237,12 +242,7 @@ TEST(RocksStore, ListAsksTheLayerAboveForOrdersInProgressAndFindsOneThatEndedMea
     asked.push_back(id);
     if (id == b.order->id) return std::optional<Order>(*b.order);  // held above
     // `a` ends now: written here, let go of above.
-    CommitBatch c;
-    c.partition = PartitionId{0};
-    c.orders.push_back({&ended, OrderStatus::pending});
-    c.events = t->events;
-    c.id_clock = ended.id.clock();
-    EXPECT_TRUE(store->commit(c).ok());
+    EXPECT_TRUE(store->commit(step_batch(ended, OrderStatus::pending, t->events)).ok());
     return std::optional<Order>();
   });
   ASSERT_TRUE(page.ok()) << page.error().message;
