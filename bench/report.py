@@ -25,6 +25,7 @@ def load(name):
 
 pipeline = load("pipeline.json") or {}
 latency = load("latency.json") or {}
+latency_creates = load("latency_creates.json") or {}
 stored = load("stored.json") or {}
 pg_text = open(os.path.join(work, "pg.txt")).read() if os.path.exists(os.path.join(work, "pg.txt")) else ""
 m = re.search(r"delivered_orders_per_s=([\d.]+)", pg_text)
@@ -38,6 +39,12 @@ p99 = latency.get("latency_ms", {}).get("p99")
 rss_mib = num("rss_peak_kb") / 1024 if num("rss_peak_kb") else None
 restart_s = num("restart_s")
 
+def latency_detail(run):
+    ms = run.get("latency_ms", {})
+    return (f"p50 {ms.get('p50', 0):.2f} / p99.9 {ms.get('p999', 0):.2f} ms "
+            f"at {run.get('target_rate', 0)} orders/s")
+
+
 rows = [
     # name, value, unit, reference, goal text, goal check
     ("full pipeline vs PostgreSQL", ratio(of_pipeline, pg_rate), "x",
@@ -47,10 +54,11 @@ rows = [
      f"{create_rps or 0:.0f} vs {nginx_rps or 0:.0f} requests/s", ">= 0.30x", lambda v: v >= 0.30),
     ("GET by id vs /healthz", ratio(get_rps, health_rps), "x",
      f"{get_rps or 0:.0f} vs {health_rps or 0:.0f} requests/s", ">= 0.60x", lambda v: v >= 0.60),
-    ("create p99 at 50% of max rate", p99, "ms",
-     f"p50 {latency.get('latency_ms', {}).get('p50', 0):.2f} / p99.9 "
-     f"{latency.get('latency_ms', {}).get('p999', 0):.2f} ms at {latency.get('target_rate', 0)} orders/s",
+    ("create p99 at 50% of max sustainable rate", p99, "ms", latency_detail(latency),
      "<= 10 ms", lambda v: v <= 10),
+    # The basis used before: half of step 1's create rate, which the pipeline cannot sustain.
+    ("  same, at 50% of the create rate", latency_creates.get("latency_ms", {}).get("p99"), "ms",
+     latency_detail(latency_creates), "(reference)", None),
     (f"peak RSS, {int(num('stored') or 0):,} orders delivered", rss_mib, "MiB",
      f"{(num('rss_after_kb') or 0) / 1024:.0f} MiB at the end, {(num('disk_kb') or 0) / 1024:.0f} MiB on disk",
      "<= 1024 MiB (5M orders)", lambda v: v <= 1024),
@@ -62,7 +70,7 @@ print()
 print(f"{'metric':44} {'measured':>12}  {'goal':>22}  met  detail")
 results = []
 for name, value, unit, detail, goal, check in rows:
-    met = check(value) if value is not None else None
+    met = check(value) if value is not None and check else None
     shown = "n/a" if value is None else (f"{value:.2f} {unit}" if unit != "x" else f"{value:.2f}x")
     print(f"{name:44} {shown:>12}  {goal:>22}  {'yes' if met else ('no' if met is False else '-'):>3}  {detail}")
     results.append({"metric": name, "value": value, "unit": unit, "goal": goal, "met": met, "detail": detail})
@@ -74,7 +82,8 @@ doc = {
                 "memory_gib": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1)},
     "settings": {"seconds": num("seconds"), "connections": num("connections"), "durability": "fsync"},
     "results": results,
-    "raw": {"pipeline": pipeline, "postgresql": pg_text.strip(), "latency": latency, "stored": stored,
+    "raw": {"pipeline": pipeline, "postgresql": pg_text.strip(), "latency": latency,
+            "latency_at_half_create_rate": latency_creates, "stored": stored,
             "wrk": {k: num(k) for k in ("create_rps", "nginx_rps", "get_rps", "health_rps")},
             "stored_orders": num("stored"), "fill_s": num("fill_s"), "rss_peak_kb": num("rss_peak_kb"),
             "rss_after_kb": num("rss_after_kb"), "disk_kb": num("disk_kb"), "restart_s": restart_s},
@@ -103,7 +112,7 @@ for i, r in enumerate(results):
         goal = float(re.search(r"([\d.]+)", r["goal"]).group(1))
         pct = 100 * v / goal
     pct = min(pct, 200)
-    color = "#2e7d32" if r["met"] else "#c62828"
+    color = "#9e9e9e" if r["met"] is None else ("#2e7d32" if r["met"] else "#c62828")
     label = "n/a" if v is None else (f"{v:.2f}x" if r["unit"] == "x" else f"{v:.2f} {r['unit']}")
     svg.append(f'<text x="20" y="{y + 22}">{html.escape(r["metric"])}</text>')
     svg.append(f'<rect x="{left}" y="{y + 8}" width="{pct * scale:.1f}" height="22" fill="{color}"/>')
