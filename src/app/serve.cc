@@ -301,6 +301,7 @@ int serve(const ServeOptions& options) {
   store_opts.durability = Durability::none;
   store_opts.track_active = false;
   store_opts.records_when_ended_only = true;
+  store_opts.without_wal = true;
   store_opts.partitions = o.partitions;
   store_opts.partitions_if_new =
       std::clamp(std::thread::hardware_concurrency(), 1u, 8u);  // 0 when unknown: 1

@@ -2,11 +2,13 @@
 
 #include <signal.h>
 #include <sys/resource.h>
+#include <unistd.h>
 
 #include <gtest/gtest.h>
 
 #include <filesystem>
 #include <fstream>
+#include <functional>
 
 #include "core/order_machine.h"
 #include "testing/orders.h"
@@ -71,14 +73,16 @@ struct Opened {
   }
 };
 
-Opened open_log(const testing::TempDir& dir, uint64_t segment_bytes_max = 64 << 20,
-                bool inner_tracks_active = false) {
+// The log store over RocksDB as `serve` opens them, in `base`/db and `base`/log.
+Opened open_log_at(const std::string& base, uint64_t segment_bytes_max = 64 << 20,
+                   bool inner_tracks_active = false) {
   RocksStoreOptions ro;
-  ro.path = dir.sub("db");
+  ro.path = base + "/db";
   ro.partitions = 2;
   ro.durability = Durability::none;
   ro.track_active = inner_tracks_active;
   ro.records_when_ended_only = true;
+  ro.without_wal = true;
   auto inner = RocksStore::open(ro);
   if (!inner) {
     ADD_FAILURE() << inner.error().message;
@@ -87,7 +91,7 @@ Opened open_log(const testing::TempDir& dir, uint64_t segment_bytes_max = 64 << 
   Opened out;
   out.inner = inner->get();
   LogStoreOptions lo;
-  lo.dir = dir.sub("log");
+  lo.dir = base + "/log";
   lo.partitions = 2;
   lo.segment_bytes_max = segment_bytes_max;
   auto s = LogStore::open(lo, std::move(*inner));
@@ -99,12 +103,19 @@ Opened open_log(const testing::TempDir& dir, uint64_t segment_bytes_max = 64 << 
   return out;
 }
 
-std::vector<std::string> segments(const testing::TempDir& dir) {
+Opened open_log(const testing::TempDir& dir, uint64_t segment_bytes_max = 64 << 20,
+                bool inner_tracks_active = false) {
+  return open_log_at(dir.path(), segment_bytes_max, inner_tracks_active);
+}
+
+std::vector<std::string> segments_at(const std::string& base) {
   std::vector<std::string> out;
-  for (const auto& e : fs::directory_iterator(dir.sub("log"))) out.push_back(e.path().string());
+  for (const auto& e : fs::directory_iterator(base + "/log")) out.push_back(e.path().string());
   std::sort(out.begin(), out.end());
   return out;
 }
+
+std::vector<std::string> segments(const testing::TempDir& dir) { return segments_at(dir.path()); }
 
 TEST(LogStore, OrdersInProgressAreReadFromTheLogAndSurviveAReopen) {
   testing::TempDir dir;
@@ -254,6 +265,7 @@ TEST(LogStore, ATornLastRecordIsIgnoredDamageElsewhereIsAnError) {
   ro.durability = Durability::none;
   ro.track_active = false;
   ro.records_when_ended_only = true;
+  ro.without_wal = true;
   LogStoreOptions lo;
   lo.dir = dir.sub("log");
   lo.partitions = 2;
@@ -362,6 +374,71 @@ TEST(LogStore, AFailedAppendLatchesTheStoreAndAcknowledgesNothingMore) {
   EXPECT_EQ((*s.store->get_order(first))->status, OrderStatus::pending);
   EXPECT_FALSE(s.store->get_order(second)->has_value());
   EXPECT_TRUE(s.store->healthy());
+}
+
+// RocksDB runs without a write-ahead log under the log store: what it is handed stays in
+// memtables until a flush, and a segment is retired only after one. A process that dies
+// (no destructors, so no flush at close) after segments were retired loses nothing: what
+// they held is in RocksDB's table files, the rest is replayed from the newest segment.
+TEST(LogStore, NothingIsLostWhenTheProcessDiesAfterSegmentsWereRetired) {
+  GTEST_FLAG_SET(death_test_style, "threadsafe");  // the child starts with no threads of ours
+  constexpr char kEnv[] = "ORDERFLOW_LOG_RETIRE_TEST_DIR";
+  const char* inherited = std::getenv(kEnv);
+  testing::TempDir dir;
+  const std::string base = inherited != nullptr ? inherited : dir.path();
+  if (inherited == nullptr) setenv(kEnv, base.c_str(), 1);
+  // The same orders and steps in the child (which commits them) and here (which checks):
+  // 60 orders created, every one a step further, every other one cancelled.
+  auto play = [](Book& book, const std::function<bool(const CommitBatch&)>& commit) {
+    std::vector<OrderId> ids;
+    for (int i = 0; i < 60; ++i) {
+      auto b = book.create(0, 1000 + i);
+      ids.push_back(b.orders[0].order->id);
+      if (!commit(b)) return ids;
+    }
+    for (size_t i = 0; i < ids.size(); ++i) {
+      if (!commit(book.step(ids[i], OrderStatus::inventory_reserved))) return ids;
+      if (i % 2 == 0 && !commit(book.step(ids[i], OrderStatus::cancelled))) return ids;
+    }
+    return ids;
+  };
+  EXPECT_EXIT(
+      {
+        if (inherited != nullptr) fs::remove_all(dir.path());
+        auto s = open_log_at(base, /*segment_bytes_max=*/4096);
+        Book book;
+        bool ok = true;
+        play(book, [&](const CommitBatch& b) { return ok = ok && s.store->commit(b).ok(); });
+        if (!ok) _exit(3);
+        // Wait until the retiring thread has dealt with every old segment of partition 0.
+        for (int i = 0; i < 1000; ++i) {
+          size_t logs = 0;
+          for (const auto& f : segments_at(base))
+            logs += fs::path(f).filename().string().rfind("p00000-0", 0) == 0;
+          if (logs == 1 && s.store->checkpoints() >= 4) _exit(0);  // no destructors: as kill -9
+          usleep(10000);
+        }
+        _exit(4);
+      },
+      ::testing::ExitedWithCode(0), "");
+  unsetenv(kEnv);
+  if (inherited != nullptr) return;
+
+  Book book;
+  auto ids = play(book, [](const CommitBatch&) { return true; });
+  auto s = open_log(dir);
+  size_t ended = 0;
+  for (OrderId id : ids) {
+    const Order& want = book.orders.at(id);
+    EXPECT_EQ(**s.store->get_order(id), want);
+    EXPECT_EQ(*s.store->get_events(id), book.events.at(id));
+    if (is_terminal(want.status)) {
+      ++ended;
+      EXPECT_EQ(**s.inner->get_order(id), want);  // in RocksDB itself, not only in the log
+    }
+  }
+  EXPECT_EQ(ended, 30u);
+  EXPECT_EQ(s.store->held(PartitionId{0}), 30u);
 }
 
 TEST(LogStore, ADataDirectoryFromBeforeTheLogKeepsItsOrdersInProgress) {

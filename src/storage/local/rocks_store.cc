@@ -156,6 +156,7 @@ std::vector<std::string> static_index_keys(const Order& o) {
 
 Result<std::unique_ptr<RocksStore>> RocksStore::open(const RocksStoreOptions& options) {
   OF_ASSERT(options.partitions <= 65536);
+  OF_ASSERT(!options.without_wal || options.durability == Durability::none);
   OF_ASSERT(options.partitions >= 1 || (options.partitions_if_new >= 1 && options.partitions_if_new <= 65536));
   rocksdb::Options db_opts;
   db_opts.create_if_missing = true;
@@ -285,6 +286,7 @@ Status RocksStore::commit(const CommitBatch& batch) {
 
   rocksdb::WriteOptions wo;
   wo.sync = options_.durability == Durability::fsync;
+  wo.disableWAL = options_.without_wal;
   rocksdb::Status s = db_->Write(wo, &wb);
   if (!s.ok()) {
     failed_.store(true, std::memory_order_release);
@@ -294,10 +296,18 @@ Status RocksStore::commit(const CommitBatch& batch) {
 }
 
 Status RocksStore::sync() {
-  rocksdb::Status s = db_->SyncWAL();
+  rocksdb::Status s;
+  if (options_.without_wal) {
+    rocksdb::FlushOptions fo;
+    fo.wait = true;
+    fo.allow_write_stall = true;
+    s = db_->Flush(fo, cfs_);
+  } else {
+    s = db_->SyncWAL();
+  }
   if (!s.ok()) {
     failed_.store(true, std::memory_order_release);
-    return io_error("syncing the write-ahead log failed; the store is now read-only", s);
+    return io_error("making the writes durable failed; the store is now read-only", s);
   }
   return Status::ok_status();
 }

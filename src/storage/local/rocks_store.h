@@ -45,6 +45,9 @@ struct RocksStoreOptions {
   // still when it is created). Under the order log, which holds the records of orders in
   // progress and answers for them through list_orders' `held` lookup.
   bool records_when_ended_only = false;
+  // Write memtables only, no write-ahead log: for a store whose writes something else can
+  // replay until sync() has flushed them (LogStore). Requires Durability::none.
+  bool without_wal = false;
 };
 
 // The current state of an order that a store layered over RocksStore holds in memory
@@ -75,8 +78,10 @@ class RocksStore final : public OrderStore {
   // The partition count the directory was created with.
   uint32_t partitions() const { return options_.partitions; }
 
-  // Makes every write so far durable (fdatasync of the write-ahead log): for a store opened
-  // with Durability::none whose writes something else can replay until then (LogStore).
+  // Makes every write so far durable: fdatasync of the write-ahead log, or, without one, a
+  // flush of every memtable to its table file. For a store opened with Durability::none
+  // whose writes something else can replay until then (LogStore). Blocks; not for a writer
+  // that must stay responsive.
   Status sync();
 
 
