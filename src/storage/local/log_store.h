@@ -9,16 +9,17 @@
 // partition writer owns, made durable by one fdatasync per batch (group commit per partition).
 //
 // Durability: commit() returns once the batch is in the log (fdatasync'd under
-// Durability::fsync). The RocksDB writes that follow are not synced: after a crash, recovery
-// replays the log and writes again whatever RocksDB may have lost (the writes are puts of
-// whole values, so repeating them is harmless). A segment is retired only after RocksDB's
-// write-ahead log has been synced (a checkpoint).
+// Durability::fsync). The RocksDB writes that follow skip RocksDB's write-ahead log and stay
+// in its memtables: after a crash, recovery replays the log and writes again whatever RocksDB
+// lost (the writes are puts of whole values, so repeating them is harmless). A segment is
+// retired only after RocksDB's memtables have been flushed (RocksStore::sync).
 //
 // Checkpoints: when a partition's segment has grown past its snapshot by its limit
 // (`segment_bytes_max`, less a share per partition so that partitions do not checkpoint
-// together) and by at least the snapshot's size, the partition writer
-// syncs RocksDB, writes a new segment that starts with a snapshot of every order it holds in
-// progress and syncs it. A background thread retires the old segment: it becomes the
+// together) and by at least the snapshot's size, the partition writer writes a new segment
+// that starts with a snapshot of every order it holds in progress and syncs it. A background
+// thread flushes RocksDB (a flush takes tens of milliseconds: not the writer's job), then
+// retires the old segment: it becomes the
 // partition's spare, which the next checkpoint overwrites from the start (an fdatasync of
 // allocated blocks needs no file-system journal commit), or is deleted if a spare exists.
 // Records carry their segment's seq, so what a recycled file held before ends the segment.
@@ -61,7 +62,7 @@ struct LogStoreOptions {
 class LogStore final : public OrderStore {
  public:
   // Recovers the log over `inner` (which must be opened with Durability::none,
-  // track_active = false and records_when_ended_only = true): replays every segment, writes finished orders into `inner`,
+  // track_active = false, records_when_ended_only = true and without_wal = true): replays every segment, writes finished orders into `inner`,
   // syncs it and starts each partition on a fresh segment. A data directory written before
   // the log existed has no segments: its orders in progress are taken from `inner`.
   static Result<std::unique_ptr<LogStore>> open(const LogStoreOptions& options,
