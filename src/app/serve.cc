@@ -298,10 +298,7 @@ int serve(const ServeOptions& options) {
   // Orders in progress live in the order log; RocksDB gets each order's index entries when it
   // is created and its record when it ends, unsynced: the log is what makes a batch durable
   // (storage/local/log_store.h).
-  store_opts.durability = Durability::none;
-  store_opts.track_active = false;
-  store_opts.records_when_ended_only = true;
-  store_opts.without_wal = true;
+  store_opts.beneath_order_log = true;
   store_opts.partitions = o.partitions;
   store_opts.partitions_if_new =
       std::clamp(std::thread::hardware_concurrency(), 1u, 8u);  // 0 when unknown: 1

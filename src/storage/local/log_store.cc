@@ -168,6 +168,7 @@ struct LogStore::Part {
 
 Result<std::unique_ptr<LogStore>> LogStore::open(const LogStoreOptions& options,
                                                  std::unique_ptr<RocksStore> inner) {
+  OF_ASSERT(inner->beneath_order_log());
   std::unique_ptr<LogStore> s(new LogStore());
   s->options_ = options;
   s->inner_ = std::move(inner);
@@ -424,23 +425,25 @@ Status LogStore::recover(Part& p) {
   for (const Order& o : decoded) {
     if (is_terminal(o.status)) p.orders.erase(o.id);
   }
-  // What was just written into the inner store must be durable before any segment goes;
-  // then the partition moves to a fresh segment holding what remains.
-  Status st = inner_->sync();
-  if (st.ok()) st = checkpoint(p);
+  // The partition moves to a fresh segment holding what remains. The checkpoint hands the
+  // newest old segment to the retiring thread, which makes what was just written into the
+  // inner store durable before it lets the segment go.
+  Status st = checkpoint(p);
   if (!st.ok()) return st;
-  // The checkpoint handed the newest old segment to the deleter thread; older ones (left by
-  // a crash during an earlier checkpoint) go here.
-  for (size_t i = 0; i + 1 < segments.size(); ++i) {
-    std::error_code ec;
-    fs::remove(segments[i].second, ec);
+  if (segments.size() > 1) {
+    // Older ones, left by a crash during an earlier checkpoint, go here: after the same.
+    st = inner_->sync();
+    if (!st.ok()) return st;
+    for (size_t i = 0; i + 1 < segments.size(); ++i) {
+      std::error_code ec;
+      fs::remove(segments[i].second, ec);
+    }
   }
   return sync_dir(options_.dir);
 }
 
 Status LogStore::checkpoint(Part& p) {
   const auto t0 = std::chrono::steady_clock::now();
-  Status st;
   const uint64_t seq = p.segment_seq + 1;
   const std::string path = (fs::path(options_.dir) / segment_name(p.id, seq)).string();
   bool recycled = false;
@@ -478,7 +481,7 @@ Status LogStore::checkpoint(Part& p) {
     out.append(body);
     end_record(out, start, seq);
   }
-  st = write_all(fd, out);
+  Status st = write_all(fd, out);
   if (st.ok()) st = sync(fd);
   if (st.ok()) st = sync_dir(options_.dir);
   if (!st.ok()) {

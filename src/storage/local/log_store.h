@@ -61,9 +61,9 @@ struct LogStoreOptions {
 
 class LogStore final : public OrderStore {
  public:
-  // Recovers the log over `inner` (which must be opened with Durability::none,
-  // track_active = false, records_when_ended_only = true and without_wal = true): replays every segment, writes finished orders into `inner`,
-  // syncs it and starts each partition on a fresh segment. A data directory written before
+  // Recovers the log over `inner` (opened with beneath_order_log): replays every segment,
+  // writes finished orders into `inner`, syncs it and starts each partition on a fresh
+  // segment. A data directory written before
   // the log existed has no segments: its orders in progress are taken from `inner`.
   static Result<std::unique_ptr<LogStore>> open(const LogStoreOptions& options,
                                                 std::unique_ptr<RocksStore> inner);

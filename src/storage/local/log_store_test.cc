@@ -74,27 +74,31 @@ struct Opened {
 };
 
 // The log store over RocksDB as `serve` opens them, in `base`/db and `base`/log.
-Opened open_log_at(const std::string& base, uint64_t segment_bytes_max = 64 << 20,
-                   bool inner_tracks_active = false) {
+RocksStoreOptions inner_options(const std::string& base) {
   RocksStoreOptions ro;
   ro.path = base + "/db";
   ro.partitions = 2;
-  ro.durability = Durability::none;
-  ro.track_active = inner_tracks_active;
-  ro.records_when_ended_only = true;
-  ro.without_wal = true;
-  auto inner = RocksStore::open(ro);
+  ro.beneath_order_log = true;
+  return ro;
+}
+
+LogStoreOptions log_options(const std::string& base, uint64_t segment_bytes_max = 64 << 20) {
+  LogStoreOptions lo;
+  lo.dir = base + "/log";
+  lo.partitions = 2;
+  lo.segment_bytes_max = segment_bytes_max;
+  return lo;
+}
+
+Opened open_log_at(const std::string& base, uint64_t segment_bytes_max = 64 << 20) {
+  auto inner = RocksStore::open(inner_options(base));
   if (!inner) {
     ADD_FAILURE() << inner.error().message;
     return {};
   }
   Opened out;
   out.inner = inner->get();
-  LogStoreOptions lo;
-  lo.dir = base + "/log";
-  lo.partitions = 2;
-  lo.segment_bytes_max = segment_bytes_max;
-  auto s = LogStore::open(lo, std::move(*inner));
+  auto s = LogStore::open(log_options(base, segment_bytes_max), std::move(*inner));
   if (!s) {
     ADD_FAILURE() << s.error().message;
     return {};
@@ -103,9 +107,8 @@ Opened open_log_at(const std::string& base, uint64_t segment_bytes_max = 64 << 2
   return out;
 }
 
-Opened open_log(const testing::TempDir& dir, uint64_t segment_bytes_max = 64 << 20,
-                bool inner_tracks_active = false) {
-  return open_log_at(dir.path(), segment_bytes_max, inner_tracks_active);
+Opened open_log(const testing::TempDir& dir, uint64_t segment_bytes_max = 64 << 20) {
+  return open_log_at(dir.path(), segment_bytes_max);
 }
 
 std::vector<std::string> segments_at(const std::string& base) {
@@ -259,17 +262,8 @@ TEST(LogStore, ATornLastRecordIsIgnoredDamageElsewhereIsAnError) {
     std::ofstream newer(dir.sub("log/p00001-999999999999.log"), std::ios::binary);
     newer << "OFLOG001";
   }
-  RocksStoreOptions ro;
-  ro.path = dir.sub("db");
-  ro.partitions = 2;
-  ro.durability = Durability::none;
-  ro.track_active = false;
-  ro.records_when_ended_only = true;
-  ro.without_wal = true;
-  LogStoreOptions lo;
-  lo.dir = dir.sub("log");
-  lo.partitions = 2;
-  auto reopened = LogStore::open(lo, std::move(*RocksStore::open(ro)));
+  auto reopened =
+      LogStore::open(log_options(dir.path()), std::move(*RocksStore::open(inner_options(dir.path()))));
   ASSERT_FALSE(reopened.ok());
   EXPECT_NE(reopened.error().message.find("not the newest"), std::string::npos)
       << reopened.error().message;

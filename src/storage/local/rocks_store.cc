@@ -156,7 +156,6 @@ std::vector<std::string> static_index_keys(const Order& o) {
 
 Result<std::unique_ptr<RocksStore>> RocksStore::open(const RocksStoreOptions& options) {
   OF_ASSERT(options.partitions <= 65536);
-  OF_ASSERT(!options.without_wal || options.durability == Durability::none);
   OF_ASSERT(options.partitions >= 1 || (options.partitions_if_new >= 1 && options.partitions_if_new <= 65536));
   rocksdb::Options db_opts;
   db_opts.create_if_missing = true;
@@ -182,7 +181,7 @@ Result<std::unique_ptr<RocksStore>> RocksStore::open(const RocksStoreOptions& op
       table.filter_policy.reset(rocksdb::NewBloomFilterPolicy(10));
     }
     cf.table_factory.reset(rocksdb::NewBlockBasedTableFactory(table));
-    if (i == kCfEvents && !options.records_when_ended_only) {
+    if (i == kCfEvents && !options.beneath_order_log) {
       // An order's events are appended in seq order: remember the insert position per order
       // (the 10-byte id prefix) so the next event's memtable insert starts there. (Under the
       // order log an order's events arrive once, when it ends: a hint would never be used
@@ -248,15 +247,16 @@ Status RocksStore::commit(const CommitBatch& batch) {
   std::string buf;
   for (const OrderWrite& w : batch.orders) {
     const Order& o = *w.order;
-    if (!options_.records_when_ended_only || is_terminal(o.status)) {
+    if (!options_.beneath_order_log || is_terminal(o.status)) {
       buf.clear();
       codec::encode_order(o, buf);
       wb.Put(cfs_[kCfOrders], order_key(o.id), buf);
     }
     const bool was_active = w.previous_status && !is_terminal(*w.previous_status);
     const bool now_active = !is_terminal(o.status);
-    if (options_.track_active && now_active && !was_active) wb.Put(cfs_[kCfActive], active_key(o.id), {});
-    if (options_.track_active && !now_active && was_active) wb.Delete(cfs_[kCfActive], active_key(o.id));
+    const bool track_active = !options_.beneath_order_log;
+    if (track_active && now_active && !was_active) wb.Put(cfs_[kCfActive], active_key(o.id), {});
+    if (track_active && !now_active && was_active) wb.Delete(cfs_[kCfActive], active_key(o.id));
     if (!w.previous_status) {
       for (const auto& k : static_index_keys(o)) wb.Put(cfs_[kCfIndexes], k, {});
     }
@@ -285,8 +285,8 @@ Status RocksStore::commit(const CommitBatch& batch) {
   wb.Put(cfs_[kCfMeta], clock_key(batch.partition), buf);
 
   rocksdb::WriteOptions wo;
-  wo.sync = options_.durability == Durability::fsync;
-  wo.disableWAL = options_.without_wal;
+  wo.sync = options_.durability == Durability::fsync && !options_.beneath_order_log;
+  wo.disableWAL = options_.beneath_order_log;
   rocksdb::Status s = db_->Write(wo, &wb);
   if (!s.ok()) {
     failed_.store(true, std::memory_order_release);
@@ -297,7 +297,7 @@ Status RocksStore::commit(const CommitBatch& batch) {
 
 Status RocksStore::sync() {
   rocksdb::Status s;
-  if (options_.without_wal) {
+  if (options_.beneath_order_log) {
     rocksdb::FlushOptions fo;
     fo.wait = true;
     fo.allow_write_stall = true;

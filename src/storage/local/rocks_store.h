@@ -38,16 +38,14 @@ struct RocksStoreOptions {
   // A list query with a filter the chosen index cannot serve scans at most this many index
   // entries beyond `limit` before returning a partial page with a cursor.
   size_t list_scan_extra_max = 10000;
-  // Keep the set of orders in progress (list_active). Off under the order log (LogStore),
-  // which holds that set itself; list_active then still reads entries written before.
-  bool track_active = true;
-  // Write an order's record only once it has ended (its index entries and idempotency key
-  // still when it is created). Under the order log, which holds the records of orders in
-  // progress and answers for them through list_orders' `held` lookup.
-  bool records_when_ended_only = false;
-  // Write memtables only, no write-ahead log: for a store whose writes something else can
-  // replay until sync() has flushed them (LogStore). Requires Durability::none.
-  bool without_wal = false;
+  // Opened beneath the order log (LogStore), which holds the orders in progress and makes
+  // every batch durable itself. Then this store
+  // - writes without a write-ahead log, and `durability` is ignored: what it is handed stays
+  //   in memtables until sync() flushes them (until then the log can replay it);
+  // - writes an order's record only once the order has ended (its index entries and
+  //   idempotency key when it is created); list_orders' `held` lookup answers for the rest;
+  // - keeps no set of orders in progress (list_active still reads entries written before).
+  bool beneath_order_log = false;
 };
 
 // The current state of an order that a store layered over RocksStore holds in memory
@@ -68,8 +66,8 @@ class RocksStore final : public OrderStore {
   Result<std::optional<IdempotencyEntry>> find_idempotency(const std::string& tenant,
                                                            const std::string& key) override;
   Result<ListPage> list_orders(const ListQuery& query) override;
-  // The same, asking `held` first for each order the index names: under
-  // records_when_ended_only RocksDB has no record of an order in progress.
+  // The same, asking `held` first for each order the index names: beneath the order log
+  // RocksDB has no record of an order in progress.
   Result<ListPage> list_orders(const ListQuery& query, const HeldOrderLookup& held);
   Result<PartitionState> load_partition(PartitionId partition) override;
   Result<std::vector<Order>> list_active(PartitionId partition) override;
@@ -77,6 +75,7 @@ class RocksStore final : public OrderStore {
 
   // The partition count the directory was created with.
   uint32_t partitions() const { return options_.partitions; }
+  bool beneath_order_log() const { return options_.beneath_order_log; }
 
   // Makes every write so far durable: fdatasync of the write-ahead log, or, without one, a
   // flush of every memtable to its table file. For a store opened with Durability::none

@@ -215,7 +215,7 @@ TEST(RocksStore, StatusIndexHoldsEndedOrdersOnly) {
   EXPECT_TRUE(store->list_active(PartitionId{0})->empty());  // terminal: out of the active set
 }
 
-// Under records_when_ended_only an order in progress has index entries but no record: a list
+// Beneath the order log an order in progress has index entries but no record: a list
 // asks the layer above for it. An order that ends between the list's snapshot and that
 // question is no longer held there, and its record is newer than the snapshot: the list still
 // shows it.
@@ -224,7 +224,7 @@ TEST(RocksStore, ListAsksTheLayerAboveForOrdersInProgressAndFindsOneThatEndedMea
   RocksStoreOptions opts;
   opts.path = dir.sub("db");
   opts.partitions = 1;
-  opts.records_when_ended_only = true;
+  opts.beneath_order_log = true;
   auto store = std::move(*RocksStore::open(opts));
   auto a = create_batch(0, 1000, "acme", "c-1", "m-1");
   auto b = create_batch(0, 1001, "acme", "c-1", "m-1");
