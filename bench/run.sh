@@ -133,16 +133,16 @@ kill -TERM "$ngx_pid"; wait "$ngx_pid" || true
 #    sustainable: creates acknowledged faster than the pipeline finishes them pile up until
 #    --active-orders-max answers 503. Half of that create rate is measured too, as it was
 #    until the fourth session, and reported beside the goal's figure.
-max_rate=$(python3 -c "import json; print(json.load(open('$work/pipeline.json'))['terminal']['delivered_per_s'])")
-half=$(python3 -c "print(int($max_rate/2))")
-log "4/5 open loop at $half orders/s (50% of the sustainable $max_rate)"
-"$bin" bench --embedded --data-dir "$work/p4" --rate "$half" --duration "$secs" --warmup 2 \
-  --connections 256 --quiet --json "$work/latency.json" >&2
-create_rate=$(python3 -c "import json; print(json.load(open('$work/pipeline.json'))['throughput_orders_per_s'])")
-half_creates=$(python3 -c "print(int($create_rate/2))")
-log "4/5 open loop at $half_creates orders/s (50% of step 1's create rate, $create_rate)"
-"$bin" bench --embedded --data-dir "$work/p4c" --rate "$half_creates" --duration "$secs" --warmup 2 \
-  --connections 256 --quiet --json "$work/latency_creates.json" >&2
+open_loop_at_half() {  # FIGURE (of step 1's JSON, as d[...]) WHAT NAME: writes $work/NAME.json
+  local rate half
+  rate=$(python3 -c "import json; d = json.load(open('$work/pipeline.json')); print($1)")
+  half=$(python3 -c "print(int($rate/2))")
+  log "4/5 open loop at $half orders/s (50% of $2, $rate)"
+  "$bin" bench --embedded --data-dir "$work/$3" --rate "$half" --duration "$secs" --warmup 2 \
+    --connections 256 --quiet --json "$work/$3.json" >&2
+}
+open_loop_at_half "d['terminal']['delivered_per_s']" "the sustainable pipeline rate" latency
+open_loop_at_half "d['throughput_orders_per_s']" "step 1's create rate" latency_creates
 
 # 5. Peak RSS after N delivered orders; restart-to-ready with N stored.
 log "5/5 $stored orders placed and delivered, then a restart"

@@ -18,24 +18,25 @@ missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
-here=$(dirname "$0")
-# The release build's RocksDB, built once from Debian's source (scripts/build-rocksdb.sh).
-[ ${#missing[@]} -eq 0 ] && exec bash "$here/build-rocksdb.sh"
+install_missing() {
+  echo "setup: installing ${missing[*]}"
+  SUDO=""
+  [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  export DEBIAN_FRONTEND=noninteractive
+  # Packages such as postgresql, nginx and prometheus start system services on install; we
+  # only need their binaries (tests and benchmarks start their own instances on loopback).
+  policy=/usr/sbin/policy-rc.d
+  added_policy=0
+  if [ ! -e "$policy" ]; then
+    printf '#!/bin/sh\nexit 101\n' | $SUDO tee "$policy" >/dev/null
+    $SUDO chmod +x "$policy"
+    added_policy=1
+  fi
+  trap '[ "$added_policy" = 1 ] && $SUDO rm -f "$policy"' EXIT
+  $SUDO apt-get update -qq
+  $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+}
 
-echo "setup: installing ${missing[*]}"
-SUDO=""
-[ "$(id -u)" -eq 0 ] || SUDO="sudo"
-export DEBIAN_FRONTEND=noninteractive
-# Packages such as postgresql, nginx and prometheus start system services on install; we only
-# need their binaries (tests and benchmarks start their own instances on loopback).
-policy=/usr/sbin/policy-rc.d
-added_policy=0
-if [ ! -e "$policy" ]; then
-  printf '#!/bin/sh\nexit 101\n' | $SUDO tee "$policy" >/dev/null
-  $SUDO chmod +x "$policy"
-  added_policy=1
-fi
-trap '[ "$added_policy" = 1 ] && $SUDO rm -f "$policy"' EXIT
-$SUDO apt-get update -qq
-$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-bash "$here/build-rocksdb.sh"
+[ ${#missing[@]} -eq 0 ] || install_missing
+# The release build's RocksDB, built once from Debian's source.
+bash "$(dirname "$0")/build-rocksdb.sh"
