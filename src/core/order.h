@@ -160,13 +160,28 @@ enum class EventType : uint8_t {
 inline constexpr int kEventTypeCount = 7;
 const char* event_type_name(EventType t);
 
-// One entry of an order's history. `data_json` is the event's data object, serialized.
+// One entry of an order's history. What happened is kept in typed fields — which of them
+// apply depends on `type` — and rendered as the API's data object only when read
+// (render_event): the history is written for every order and read for few. An order_placed
+// event carries nothing: its data is the order's request, which never changes.
 struct Event {
   OrderId order_id;
   uint32_t seq = 0;
   EventType type = EventType::order_placed;
   uint64_t at_ms = 0;
-  std::string data_json;
+  OrderStatus from = OrderStatus::pending;  // status_changed
+  OrderStatus to = OrderStatus::pending;    // status_changed
+  Stage stage = Stage::inventory;           // effect_*, redriven
+  Action action = Action::reserve;          // effect_*, redriven
+  uint32_t attempt = 0;                     // effect_*
+  bool retryable = false;                   // effect_failed
+  std::string code;                         // effect_failed
+  std::string message;                      // effect_failed
+  std::string courier_id;                   // effect_succeeded of assign, when the courier is known
+  std::string reason;                       // cancel_requested
+  // An event stored before the typed encoding (event format 2) keeps its data object as it was
+  // written, and is rendered from it; empty for every other event.
+  std::string legacy_data_json;
   friend bool operator==(const Event&, const Event&) = default;
 };
 

@@ -6,6 +6,7 @@
 
 #include "core/clock.h"
 #include "core/json_writer.h"
+#include "core/order_machine.h"
 
 namespace orderflow {
 namespace {
@@ -441,23 +442,52 @@ void render_order(const Order& o, std::string& out) {
   w.end_object();
 }
 
-void render_event(const Event& e, std::string& out) {
+void render_event(const Event& e, const OrderRequest& placed, std::string& out) {
   JsonWriter w(out);
   w.begin_object()
       .field("seq", e.seq)
       .field("type", event_type_name(e.type))
       .field("at", format_rfc3339_ms(e.at_ms));
-  w.key("data").raw(e.data_json.empty() ? std::string_view("{}") : e.data_json);
-  w.end_object();
-}
-
-std::string render_request_data(const OrderRequest& request) {
-  std::string out;
-  JsonWriter w(out);
+  w.key("data");
+  if (!e.legacy_data_json.empty()) {
+    w.raw(e.legacy_data_json);
+    w.end_object();
+    return;
+  }
   w.begin_object();
-  write_request_fields(w, request);
+  auto effect_fields = [&] {
+    w.field("stage", stage_name(e.stage))
+        .field("action", action_name(e.action))
+        .field("attempt", e.attempt)
+        .field("idempotency_key", effect_idempotency_key(e.order_id, e.stage, e.action));
+  };
+  switch (e.type) {
+    case EventType::order_placed:
+      write_request_fields(w, placed);
+      break;
+    case EventType::status_changed:
+      w.field("from", status_name(e.from)).field("to", status_name(e.to));
+      break;
+    case EventType::cancel_requested:
+      w.field("reason", e.reason);
+      break;
+    case EventType::effect_requested:
+      effect_fields();
+      break;
+    case EventType::effect_succeeded:
+      effect_fields();
+      if (!e.courier_id.empty()) w.field("courier_id", e.courier_id);
+      break;
+    case EventType::effect_failed:
+      effect_fields();
+      w.field("code", e.code).field("message", e.message).field("retryable", e.retryable);
+      break;
+    case EventType::redriven:
+      w.field("stage", stage_name(e.stage)).field("action", action_name(e.action));
+      break;
+  }
   w.end_object();
-  return out;
+  w.end_object();
 }
 
 }  // namespace orderflow

@@ -34,9 +34,8 @@ Result<std::string> parse_cancel_request(std::string_view body);
 
 // The order resource as the API returns it.
 void render_order(const Order& order, std::string& out);
-// One event as it appears in GET /v1/orders/{id}/events.
-void render_event(const Event& event, std::string& out);
-// The data object of an order_placed event: the normalized request.
-std::string render_request_data(const OrderRequest& request);
+// One event as it appears in GET /v1/orders/{id}/events. `placed` is the order's request: the
+// data of its order_placed event.
+void render_event(const Event& event, const OrderRequest& placed, std::string& out);
 
 }  // namespace orderflow

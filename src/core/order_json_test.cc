@@ -279,11 +279,66 @@ TEST(Render, OrderJsonEscapesAndRoundTrips) {
   render_order(o, json);
   EXPECT_NE(json.find(R"("created_at":"2025-11-29T05:43:20.123Z")"), std::string::npos) << json;
   EXPECT_NE(json.find(R"("failure":null)"), std::string::npos);
-  // The rendered request fields parse back to the same request.
-  std::string data = render_request_data(o.request);
+  // The order_placed event's data is the request: it parses back to the same request.
+  Event placed;
+  placed.order_id = o.id;
+  placed.seq = 1;
+  placed.at_ms = o.created_at_ms;
+  std::string event;
+  render_event(placed, o.request, event);
+  const std::string head = R"({"seq":1,"type":"order_placed","at":"2025-11-29T05:43:20.123Z","data":)";
+  ASSERT_EQ(event.substr(0, head.size()), head) << event;
+  std::string data = event.substr(head.size(), event.size() - head.size() - 1);
   auto back = parse_order_request(data);
   ASSERT_TRUE(back.ok()) << data;
   EXPECT_EQ(*back, o.request);
+}
+
+// The data object of every event type, exactly as GET /v1/orders/{id}/events shows it.
+TEST(Render, EveryEventTypeRendersItsData) {
+  const OrderId id = OrderId::make(1764395000123, PartitionId{1}, 2);
+  auto data_of = [&](const Event& e) {
+    std::string out;
+    render_event(e, OrderRequest{}, out);
+    const size_t at = out.find(R"("data":)");
+    return out.substr(at + 7, out.size() - at - 8);
+  };
+  Event e;
+  e.order_id = id;
+  e.type = EventType::status_changed;
+  e.from = OrderStatus::merchant_confirmed;
+  e.to = OrderStatus::cancelling;
+  EXPECT_EQ(data_of(e), R"({"from":"merchant_confirmed","to":"cancelling"})");
+
+  e = Event{.order_id = id, .type = EventType::cancel_requested, .reason = "said \"no\""};
+  EXPECT_EQ(data_of(e), R"({"reason":"said \"no\""})");
+
+  const std::string key = id.str() + ":dispatch:assign";
+  e = Event{.order_id = id, .type = EventType::effect_requested, .stage = Stage::dispatch,
+            .action = Action::assign, .attempt = 3};
+  EXPECT_EQ(data_of(e), R"({"stage":"dispatch","action":"assign","attempt":3,"idempotency_key":")" +
+                            key + R"("})");
+  e.type = EventType::effect_succeeded;
+  EXPECT_EQ(data_of(e), R"({"stage":"dispatch","action":"assign","attempt":3,"idempotency_key":")" +
+                            key + R"("})");
+  e.courier_id = "courier-7";
+  EXPECT_EQ(data_of(e), R"({"stage":"dispatch","action":"assign","attempt":3,"idempotency_key":")" +
+                            key + R"(","courier_id":"courier-7"})");
+  e = Event{.order_id = id, .type = EventType::effect_failed, .stage = Stage::payment,
+            .action = Action::authorize, .attempt = 1, .retryable = true, .code = "timeout",
+            .message = "no answer"};
+  EXPECT_EQ(data_of(e), R"({"stage":"payment","action":"authorize","attempt":1,"idempotency_key":")" +
+                            id.str() +
+                            R"(:payment:authorize","code":"timeout","message":"no answer","retryable":true})");
+
+  e = Event{.order_id = id, .type = EventType::redriven, .stage = Stage::payment,
+            .action = Action::capture};
+  EXPECT_EQ(data_of(e), R"({"stage":"payment","action":"capture"})");
+
+  // An event stored before the typed encoding shows its data as it was written.
+  e = Event{.order_id = id, .type = EventType::status_changed,
+            .legacy_data_json = R"({"from":"pending","to":"inventory_reserved"})"};
+  EXPECT_EQ(data_of(e), R"({"from":"pending","to":"inventory_reserved"})");
 }
 
 }  // namespace

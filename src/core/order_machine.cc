@@ -2,8 +2,6 @@
 
 #include <limits>
 
-#include "core/json_writer.h"
-#include "core/order_json.h"
 #include "core/routing.h"
 
 namespace orderflow {
@@ -27,29 +25,35 @@ bool is_undo(Action a) {
          a == Action::unassign;
 }
 
-void append(Order& order, Transition& t, EventType type, uint64_t now_ms, std::string data) {
+// Appends the next event of `order` to `t`; the caller fills in what happened.
+Event& append(Order& order, Transition& t, EventType type, uint64_t now_ms) {
   order.version += 1;
   order.updated_at_ms = std::max(order.updated_at_ms, now_ms);
-  t.events.push_back(Event{order.id, order.version, type, order.updated_at_ms, std::move(data)});
-  OF_ASSERT(t.events.back().seq == order.version);
+  Event& e = t.events.emplace_back();
+  e.order_id = order.id;
+  e.seq = order.version;
+  e.type = type;
+  e.at_ms = order.updated_at_ms;
+  return e;
 }
 
 void set_status(Order& o, OrderStatus to, uint64_t now_ms, Transition& t) {
   if (o.status == to) return;
-  std::string data;
-  JsonWriter(data).begin_object().field("from", status_name(o.status)).field("to", status_name(to))
-      .end_object();
   t.status_changes.emplace_back(o.status, to);
+  const OrderStatus from = o.status;
   o.status = to;
-  append(o, t, EventType::status_changed, now_ms, std::move(data));
+  Event& e = append(o, t, EventType::status_changed, now_ms);
+  e.from = from;
+  e.to = to;
 }
 
-void write_effect_fields(JsonWriter& w, const Order& o, Stage stage, Action action,
-                         uint32_t attempt) {
-  w.field("stage", stage_name(stage))
-      .field("action", action_name(action))
-      .field("attempt", attempt)
-      .field("idempotency_key", effect_idempotency_key(o.id, stage, action));
+Event& append_effect(Order& o, Transition& t, EventType type, uint64_t now_ms, Stage stage,
+                     Action action, uint32_t attempt) {
+  Event& e = append(o, t, type, now_ms);
+  e.stage = stage;
+  e.action = action;
+  e.attempt = attempt;
+  return e;
 }
 
 void request_effect(Order& o, Stage stage, Action action, uint32_t attempt, uint64_t now_ms,
@@ -65,12 +69,7 @@ void request_effect(Order& o, Stage stage, Action action, uint32_t attempt, uint
   e.started_ms = same_action ? o.pipeline.effect->started_ms : now_ms;
   e.requested_ms = now_ms;
   o.pipeline.effect = e;
-  std::string data;
-  JsonWriter w(data);
-  w.begin_object();
-  write_effect_fields(w, o, stage, action, attempt);
-  w.end_object();
-  append(o, t, EventType::effect_requested, now_ms, std::move(data));
+  append_effect(o, t, EventType::effect_requested, now_ms, stage, action, attempt);
   t.issue = EffectCall{o.id, stage, action, attempt};
 }
 
@@ -216,7 +215,7 @@ Placed place_order(OrderId id, std::string tenant, std::string idempotency_key,
   o.created_at_ms = now_ms;
   o.updated_at_ms = now_ms;
   Transition t;
-  append(o, t, EventType::order_placed, now_ms, render_request_data(o.request));
+  append(o, t, EventType::order_placed, now_ms);
   p.events = std::move(t.events);
   OF_ASSERT(o.version == 1 && p.events.back().seq == 1);
   return p;
@@ -246,9 +245,7 @@ Result<Transition> cancel_order(Order& o, std::string_view reason, uint64_t now_
   }
   const uint32_t version_before = o.version;
   Transition t;
-  std::string data;
-  JsonWriter(data).begin_object().field("reason", reason).end_object();
-  append(o, t, EventType::cancel_requested, now_ms, std::move(data));
+  append(o, t, EventType::cancel_requested, now_ms).reason = reason;
   o.pipeline.cancel_requested = true;
   set_status(o, OrderStatus::cancelling, now_ms, t);
   // An in-flight effect is never abandoned: its result decides whether its step needs undoing.
@@ -268,20 +265,18 @@ Transition apply_effect_result(Order& o, const EffectResult& r, uint64_t now_ms,
     t.stale = true;
     return t;
   }
-  std::string data;
-  JsonWriter w(data);
-  w.begin_object();
-  write_effect_fields(w, o, r.stage, r.action, r.attempt);
   if (r.outcome == EffectOutcome::success) {
-    if (r.action == Action::assign && !r.courier_id.empty()) w.field("courier_id", r.courier_id);
-    w.end_object();
-    append(o, t, EventType::effect_succeeded, now_ms, std::move(data));
+    Event& ev = append_effect(o, t, EventType::effect_succeeded, now_ms, r.stage, r.action,
+                              r.attempt);
+    if (r.action == Action::assign) ev.courier_id = r.courier_id;
     on_success(o, r, now_ms, policy, t);
     return t;
   }
   const bool transient = r.outcome == EffectOutcome::transient;
-  w.field("code", r.code).field("message", r.message).field("retryable", transient).end_object();
-  append(o, t, EventType::effect_failed, now_ms, std::move(data));
+  Event& ev = append_effect(o, t, EventType::effect_failed, now_ms, r.stage, r.action, r.attempt);
+  ev.code = r.code;
+  ev.message = r.message;
+  ev.retryable = transient;
 
   if (transient) {
     const StagePolicy& sp = policy.of(r.stage);
@@ -323,13 +318,9 @@ Result<Transition> redrive_order(Order& o, uint64_t now_ms, const PipelinePolicy
   }
   OF_ASSERT(o.pipeline.effect.has_value());
   Transition t;
-  std::string data;
-  JsonWriter w(data);
-  w.begin_object()
-      .field("stage", stage_name(o.pipeline.effect->stage))
-      .field("action", action_name(o.pipeline.effect->action))
-      .end_object();
-  append(o, t, EventType::redriven, now_ms, std::move(data));
+  Event& ev = append(o, t, EventType::redriven, now_ms);
+  ev.stage = o.pipeline.effect->stage;
+  ev.action = o.pipeline.effect->action;
   o.attention.reset();
   set_status(o, o.pipeline.parked_from, now_ms, t);
   // A fresh budget of attempts and a fresh deadline for the same action and key.

@@ -87,18 +87,14 @@ class Saga {
   std::vector<std::string> statuses() const {
     std::vector<std::string> out = {"pending"};
     for (const auto& e : events) {
-      if (e.type == EventType::status_changed) {
-        auto pos = e.data_json.find("\"to\":\"");
-        out.push_back(e.data_json.substr(pos + 6, e.data_json.find('"', pos + 6) - pos - 6));
-      }
+      if (e.type == EventType::status_changed) out.push_back(status_name(e.to));
     }
     return out;
   }
   int count(EventType t, Action a) const {
     int n = 0;
     for (const auto& e : events) {
-      n += e.type == t &&
-           e.data_json.find(std::string("\"action\":\"") + action_name(a) + "\"") != std::string::npos;
+      n += e.type == t && e.action == a;
     }
     return n;
   }
@@ -145,10 +141,21 @@ TEST(Pipeline, HappyPathRunsEveryStageAndCapturesOnce) {
   EXPECT_EQ(s.count(EventType::effect_succeeded, Action::capture), 1);
   EXPECT_FALSE(s.order.pipeline.effect);
   EXPECT_FALSE(s.order.failure);
-  // Every effect event names its idempotency key: order:stage:action.
-  EXPECT_NE(s.events[1].data_json.find("\"idempotency_key\":\"" + kId.str() + ":inventory:reserve\""),
-            std::string::npos)
-      << s.events[1].data_json;
+  // Every effect event names its step and attempt (rendered with its idempotency key,
+  // order:stage:action — see Render.EveryEventTypeRendersItsData).
+  EXPECT_EQ(s.events[1].type, EventType::effect_requested);
+  EXPECT_EQ(s.events[1].stage, Stage::inventory);
+  EXPECT_EQ(s.events[1].action, Action::reserve);
+  EXPECT_EQ(s.events[1].attempt, 1u);
+  // The courier comes with the assign step's success.
+  int assigned = 0;
+  for (const Event& e : s.events) {
+    if (e.type == EventType::effect_succeeded && e.action == Action::assign) {
+      EXPECT_EQ(e.courier_id, "courier-9");
+      ++assigned;
+    }
+  }
+  EXPECT_EQ(assigned, 1);
 }
 
 // Table: a permanent failure at each forward step compensates exactly the completed steps.

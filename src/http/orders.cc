@@ -170,7 +170,7 @@ void Api::get_events(const Backend& b, const Principal& who, OrderId id, Respond
   for (const Event& e : *events) {
     if (e.seq > (*order)->version) break;
     w.element_separator();
-    render_event(e, r.body);
+    render_event(e, (*order)->request, r.body);
   }
   w.end_array().end_object();
   respond(std::move(r));

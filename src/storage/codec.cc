@@ -218,16 +218,97 @@ Result<Order> decode_order(std::string_view bytes) {
   return o;
 }
 
+namespace {
+
+// In the type byte of an event of format 3: the event is one read from format 2, and its JSON
+// data object follows instead of typed fields.
+constexpr uint8_t kLegacyData = 0x80;
+
+bool read_enum(Reader& rd, int count, uint8_t& out) { return rd.byte(out) && out < count; }
+
+bool read_u32(Reader& rd, uint32_t& out) {
+  uint64_t v;
+  if (!rd.varint(v) || v > UINT32_MAX) return false;
+  out = static_cast<uint32_t>(v);
+  return true;
+}
+
+bool read_typed_fields(Reader& rd, Event& e) {
+  uint8_t a, b;
+  switch (e.type) {
+    case EventType::order_placed:
+      return true;
+    case EventType::status_changed:
+      if (!read_enum(rd, kOrderStatusCount, a) || !read_enum(rd, kOrderStatusCount, b)) return false;
+      e.from = static_cast<OrderStatus>(a);
+      e.to = static_cast<OrderStatus>(b);
+      return true;
+    case EventType::cancel_requested:
+      return rd.bytes(e.reason);
+    case EventType::effect_requested:
+    case EventType::effect_succeeded:
+    case EventType::effect_failed:
+    case EventType::redriven:
+      if (!read_enum(rd, kStageCount, a) || !read_enum(rd, kActionCount, b)) return false;
+      e.stage = static_cast<Stage>(a);
+      e.action = static_cast<Action>(b);
+      if (e.type == EventType::redriven) return true;
+      if (!read_u32(rd, e.attempt)) return false;
+      if (e.type == EventType::effect_succeeded) return rd.bytes(e.courier_id);
+      if (e.type == EventType::effect_failed) {
+        if (!rd.bytes(e.code) || !rd.bytes(e.message) || !read_enum(rd, 2, a)) return false;
+        e.retryable = a == 1;
+      }
+      return true;
+  }
+  return false;
+}
+
+}  // namespace
+
 void encode_events(const std::vector<const Event*>& run, std::string& out) {
   OF_ASSERT(!run.empty());
   out.push_back(static_cast<char>(kEventFormat));
   put_varint(out, run.size());
+  uint64_t previous_ms = 0;
   for (size_t i = 0; i < run.size(); ++i) {
     const Event& e = *run[i];
     OF_ASSERT(e.seq == run[0]->seq + i && e.order_id == run[0]->order_id);
-    out.push_back(static_cast<char>(e.type));
-    put_varint(out, e.at_ms);
-    put_bytes(out, e.data_json);
+    const bool legacy = !e.legacy_data_json.empty();
+    out.push_back(static_cast<char>(static_cast<uint8_t>(e.type) | (legacy ? kLegacyData : 0)));
+    // An order's events are (nearly always) in time order: the difference is a byte or two.
+    put_varint(out, zigzag(static_cast<int64_t>(e.at_ms - previous_ms)));
+    previous_ms = e.at_ms;
+    if (legacy) {
+      put_bytes(out, e.legacy_data_json);
+      continue;
+    }
+    switch (e.type) {
+      case EventType::order_placed:
+        break;
+      case EventType::status_changed:
+        out.push_back(static_cast<char>(e.from));
+        out.push_back(static_cast<char>(e.to));
+        break;
+      case EventType::cancel_requested:
+        put_bytes(out, e.reason);
+        break;
+      case EventType::effect_requested:
+      case EventType::effect_succeeded:
+      case EventType::effect_failed:
+      case EventType::redriven:
+        out.push_back(static_cast<char>(e.stage));
+        out.push_back(static_cast<char>(e.action));
+        if (e.type == EventType::redriven) break;
+        put_varint(out, e.attempt);
+        if (e.type == EventType::effect_succeeded) put_bytes(out, e.courier_id);
+        if (e.type == EventType::effect_failed) {
+          put_bytes(out, e.code);
+          put_bytes(out, e.message);
+          out.push_back(e.retryable ? 1 : 0);
+        }
+        break;
+    }
   }
 }
 
@@ -236,16 +317,32 @@ Status decode_events(OrderId order_id, uint32_t first_seq, std::string_view byte
   Reader rd(bytes);
   uint8_t format;
   uint64_t count;
-  if (!rd.byte(format) || format != kEventFormat) return corrupt("unknown event format");
+  if (!rd.byte(format) || (format != kEventFormat && format != kEventFormatJson)) {
+    return corrupt("unknown event format");
+  }
   if (!rd.varint(count) || count == 0 || count > 1000000) return corrupt("event count");
+  uint64_t previous_ms = 0;
   for (uint64_t i = 0; i < count; ++i) {
     Event e;
     uint8_t type;
     e.order_id = order_id;
     e.seq = first_seq + static_cast<uint32_t>(i);
-    if (!rd.byte(type) || type >= kEventTypeCount) return corrupt("event type");
+    if (!rd.byte(type)) return corrupt("event type");
+    const bool legacy = format == kEventFormatJson || (type & kLegacyData);
+    if (format == kEventFormat) type &= static_cast<uint8_t>(~kLegacyData);
+    if (type >= kEventTypeCount) return corrupt("event type");
     e.type = static_cast<EventType>(type);
-    if (!rd.varint(e.at_ms) || !rd.bytes(e.data_json)) return corrupt("event body");
+    uint64_t at;
+    if (!rd.varint(at)) return corrupt("event time");
+    e.at_ms = format == kEventFormatJson ? at : previous_ms + static_cast<uint64_t>(unzigzag(at));
+    previous_ms = e.at_ms;
+    if (legacy) {
+      // Format 2 wrote "{}" as an empty string; an empty legacy object would read as typed.
+      if (!rd.bytes(e.legacy_data_json)) return corrupt("event data");
+      if (e.legacy_data_json.empty()) e.legacy_data_json = "{}";
+    } else if (!read_typed_fields(rd, e)) {
+      return corrupt("event fields");
+    }
     out.push_back(std::move(e));
   }
   if (!rd.done()) return corrupt("trailing bytes after events");

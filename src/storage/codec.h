@@ -14,7 +14,10 @@
 namespace orderflow::codec {
 
 inline constexpr uint8_t kOrderFormat = 1;
-inline constexpr uint8_t kEventFormat = 2;  // a run of consecutive events of one order
+// A run of consecutive events of one order, each with its typed fields.
+inline constexpr uint8_t kEventFormat = 3;
+// The same, as written before: each event's data a serialized JSON object. Still read.
+inline constexpr uint8_t kEventFormatJson = 2;
 
 void encode_order(const Order& order, std::string& out);
 Result<Order> decode_order(std::string_view bytes);

@@ -84,13 +84,60 @@ TEST(Codec, UnknownFormatAndBadFieldsAreRejected) {
 
 TEST(Codec, EventRunRoundTrip) {
   OrderId id = OrderId::make(5, PartitionId{1}, 2);
-  Event a{id, 7, EventType::effect_succeeded, 123456, R"({"stage":"payment"})"};
-  Event b{id, 8, EventType::status_changed, 123457, R"({"from":"pending","to":"cancelled"})"};
+  // One event of each type, every field that type keeps set (times need not increase).
+  std::vector<Event> run = {
+      {.order_id = id, .seq = 7, .type = EventType::order_placed, .at_ms = 1764395000123},
+      {.order_id = id, .seq = 8, .type = EventType::status_changed, .at_ms = 1764395000125,
+       .from = OrderStatus::pending, .to = OrderStatus::needs_attention},
+      {.order_id = id, .seq = 9, .type = EventType::cancel_requested, .at_ms = 1764395000124,
+       .reason = "changed my mind"},
+      {.order_id = id, .seq = 10, .type = EventType::effect_requested, .at_ms = 1764395000124,
+       .stage = Stage::delivery, .action = Action::deliver, .attempt = 4000000000u},
+      {.order_id = id, .seq = 11, .type = EventType::effect_succeeded, .at_ms = 1764395100000,
+       .stage = Stage::dispatch, .action = Action::assign, .attempt = 2, .courier_id = "c-1"},
+      {.order_id = id, .seq = 12, .type = EventType::effect_failed, .at_ms = 1764395100001,
+       .stage = Stage::payment, .action = Action::void_, .attempt = 1, .retryable = true,
+       .code = "timeout", .message = "no answer"},
+      {.order_id = id, .seq = 13, .type = EventType::redriven, .at_ms = 1764395100002,
+       .stage = Stage::payment, .action = Action::capture},
+      // Read from format 2 earlier and written again: kept as it was.
+      {.order_id = id, .seq = 14, .type = EventType::status_changed, .at_ms = 1764395100003,
+       .legacy_data_json = R"({"from":"pending","to":"cancelled"})"},
+  };
+  std::vector<const Event*> refs;
+  for (const Event& e : run) refs.push_back(&e);
   std::string bytes;
-  codec::encode_events({&a, &b}, bytes);
+  codec::encode_events(refs, bytes);
   std::vector<Event> back;
   ASSERT_TRUE(codec::decode_events(id, 7, bytes, back).ok());
-  EXPECT_EQ(back, (std::vector<Event>{a, b}));
+  EXPECT_EQ(back, run);
+  // An order's usual history — placed, then six steps requested and done and five status
+  // changes, milliseconds apart — takes a few bytes per event: typed, times as differences.
+  std::vector<Event> usual;
+  uint64_t ms = 1764395000123;
+  auto add = [&](Event e) {
+    e.order_id = id;
+    e.seq = static_cast<uint32_t>(usual.size() + 1);
+    e.at_ms = ms += 3;
+    usual.push_back(std::move(e));
+  };
+  add({.type = EventType::order_placed});
+  for (int step = 0; step < 6; ++step) {
+    add({.type = EventType::effect_requested, .stage = Stage::payment, .action = Action::capture,
+         .attempt = 1});
+    add({.type = EventType::effect_succeeded, .stage = Stage::payment, .action = Action::capture,
+         .attempt = 1});
+    if (step < 5) {
+      add({.type = EventType::status_changed, .from = OrderStatus::pending,
+           .to = OrderStatus::inventory_reserved});
+    }
+  }
+  refs.clear();
+  for (const Event& e : usual) refs.push_back(&e);
+  bytes.clear();
+  codec::encode_events(refs, bytes);
+  EXPECT_EQ(usual.size(), 18u);
+  EXPECT_LE(bytes.size(), 100u);  // as JSON, well over 1 KB
   for (size_t n = 0; n < bytes.size(); ++n) {
     std::vector<Event> partial;
     EXPECT_FALSE(codec::decode_events(id, 7, std::string_view(bytes).substr(0, n), partial).ok()) << n;
@@ -101,6 +148,62 @@ TEST(Codec, EventRunRoundTrip) {
   EXPECT_FALSE(codec::decode_events(id, 7, bad_type, ignored).ok());
   std::string trailing = bytes + "x";
   EXPECT_FALSE(codec::decode_events(id, 7, trailing, ignored).ok());
+}
+
+TEST(Codec, EventRunsOfTheJsonFormatStillRead) {
+  // Format 2: each event's type, absolute time and its data object as JSON text.
+  OrderId id = OrderId::make(5, PartitionId{1}, 2);
+  std::string bytes;
+  bytes.push_back(static_cast<char>(codec::kEventFormatJson));
+  codec::put_varint(bytes, 2);
+  bytes.push_back(static_cast<char>(EventType::order_placed));
+  codec::put_varint(bytes, 123456);
+  codec::put_bytes(bytes, R"({"customer_id":"c"})");
+  bytes.push_back(static_cast<char>(EventType::status_changed));
+  codec::put_varint(bytes, 123457);
+  codec::put_bytes(bytes, "");
+  std::vector<Event> back;
+  ASSERT_TRUE(codec::decode_events(id, 1, bytes, back).ok());
+  ASSERT_EQ(back.size(), 2u);
+  EXPECT_EQ(back[0].type, EventType::order_placed);
+  EXPECT_EQ(back[0].at_ms, 123456u);
+  EXPECT_EQ(back[0].legacy_data_json, R"({"customer_id":"c"})");
+  EXPECT_EQ(back[1].seq, 2u);
+  EXPECT_EQ(back[1].legacy_data_json, "{}");
+  // Written again (an order that ends after the upgrade), they read back the same.
+  std::string again;
+  codec::encode_events({&back[0], &back[1]}, again);
+  std::vector<Event> back2;
+  ASSERT_TRUE(codec::decode_events(id, 1, again, back2).ok());
+  EXPECT_EQ(back2, back);
+}
+
+TEST(Codec, EventFieldsOutOfRangeAreCorrupt) {
+  OrderId id = OrderId::make(5, PartitionId{1}, 2);
+  Event e{.order_id = id, .seq = 1, .type = EventType::effect_failed, .at_ms = 9,
+          .stage = Stage::payment, .action = Action::capture, .attempt = 1};
+  std::string good;
+  codec::encode_events({&e}, good);
+  std::vector<Event> out;
+  ASSERT_TRUE(codec::decode_events(id, 1, good, out).ok());
+  // Bytes: format, count, type, time, stage, action, attempt, code, message, retryable.
+  const size_t stage_at = 4, action_at = 5, retryable_at = good.size() - 1;
+  for (auto [at, value] : {std::pair<size_t, int>{stage_at, kStageCount},
+                           {action_at, kActionCount}, {retryable_at, 2}}) {
+    std::string bad = good;
+    bad[at] = static_cast<char>(value);
+    out.clear();
+    EXPECT_FALSE(codec::decode_events(id, 1, bad, out).ok()) << at;
+  }
+  Event s{.order_id = id, .seq = 1, .type = EventType::status_changed, .at_ms = 9};
+  std::string status;
+  codec::encode_events({&s}, status);
+  status[5] = static_cast<char>(kOrderStatusCount);  // `to`
+  out.clear();
+  EXPECT_FALSE(codec::decode_events(id, 1, status, out).ok());
+  std::string unknown = good;
+  unknown[0] = 4;
+  EXPECT_FALSE(codec::decode_events(id, 1, unknown, out).ok());
 }
 
 TEST(Codec, VarintBounds) {

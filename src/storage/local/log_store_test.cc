@@ -51,7 +51,8 @@ struct Book {
     e.seq = static_cast<uint32_t>(events[id].size() + 1);
     e.type = EventType::status_changed;
     e.at_ms = 5000 + e.seq;
-    e.data_json = std::string("{\"to\":\"") + status_name(status) + "\"}";
+    e.from = before;
+    e.to = status;
     events[id].push_back(e);
     CommitBatch b;
     b.partition = id.partition();
@@ -282,7 +283,7 @@ TEST(LogStore, ASegmentPastItsLimitIsCheckpointedBelowItIsNot) {
       ASSERT_TRUE(s.store->commit(b).ok());
     }
     EXPECT_EQ(s.store->checkpoints(), at_open);  // ~20 small records: under 64 KiB
-    for (int round = 0; round < 40; ++round) {
+    for (int round = 0; round < 80; ++round) {
       for (OrderId id : ids) {
         OrderStatus st = round % 2 ? OrderStatus::inventory_reserved : OrderStatus::payment_authorized;
         ASSERT_TRUE(s.store->commit(book.step(id, st)).ok());
