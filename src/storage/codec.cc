@@ -76,6 +76,11 @@ bool Reader::byte(uint8_t& b) {
 }
 
 void encode_order(const Order& o, std::string& out) {
+  encode_order_fixed(o, out);
+  encode_order_state(o, out);
+}
+
+void encode_order_fixed(const Order& o, std::string& out) {
   out.push_back(static_cast<char>(kOrderFormat));
   auto id = o.id.bytes();
   out.append(id.data(), id.size());
@@ -101,6 +106,9 @@ void encode_order(const Order& o, std::string& out) {
   }
   put_varint(out, zigzag(o.subtotal_cents));
   put_varint(out, zigzag(o.total_cents));
+}
+
+void encode_order_state(const Order& o, std::string& out) {
   out.push_back(static_cast<char>(o.status));
   put_varint(out, o.version);
   put_varint(out, o.created_at_ms);
@@ -137,13 +145,10 @@ Result<OrderId> order_id_of(std::string_view bytes) {
   return *OrderId::from_bytes(bytes.substr(1, OrderId::kByteLength));
 }
 
-Result<Order> decode_order(std::string_view bytes) {
-  auto id = order_id_of(bytes);
-  if (!id) return id.take_error();
-  bytes.remove_prefix(1);
-  Order o;
-  o.id = *id;
-  Reader rd(bytes.substr(OrderId::kByteLength));
+namespace {
+
+// The fixed part after the format byte and id (see encode_order_fixed).
+Status decode_fixed(Reader& rd, Order& o) {
   OrderRequest& r = o.request;
   uint64_t n, v;
   bool ok = rd.bytes(o.tenant) && rd.bytes(o.idempotency_key) && rd.bytes(r.customer_id) &&
@@ -165,15 +170,21 @@ Result<Order> decode_order(std::string_view bytes) {
   for (auto& [k, val] : r.metadata) {
     if (!rd.bytes(k) || !rd.bytes(val)) return corrupt("metadata entry");
   }
-  uint64_t sub, tot, ver;
+  uint64_t sub, tot;
+  if (!rd.varint(sub) || !rd.varint(tot)) return corrupt("order amounts");
+  o.subtotal_cents = unzigzag(sub);
+  o.total_cents = unzigzag(tot);
+  return Status::ok_status();
+}
+
+Status decode_state(Reader& rd, Order& o) {
+  uint64_t ver;
   uint8_t status, has_failure;
-  ok = rd.varint(sub) && rd.varint(tot) && rd.byte(status) && rd.varint(ver) &&
-       rd.varint(o.created_at_ms) && rd.varint(o.updated_at_ms) && rd.byte(has_failure);
+  bool ok = rd.byte(status) && rd.varint(ver) && rd.varint(o.created_at_ms) &&
+            rd.varint(o.updated_at_ms) && rd.byte(has_failure);
   if (!ok || status >= kOrderStatusCount || ver > UINT32_MAX || has_failure > 1) {
     return corrupt("order state");
   }
-  o.subtotal_cents = unzigzag(sub);
-  o.total_cents = unzigzag(tot);
   o.status = static_cast<OrderStatus>(status);
   o.version = static_cast<uint32_t>(ver);
   if (!read_failure(rd, has_failure, o.failure)) return corrupt("failure");
@@ -215,7 +226,29 @@ Result<Order> decode_order(std::string_view bytes) {
     return corrupt("attention");
   }
   if (!rd.done()) return corrupt("trailing bytes after order");
+  return Status::ok_status();
+}
+
+}  // namespace
+
+Result<Order> decode_order(std::string_view bytes) {
+  auto id = order_id_of(bytes);
+  if (!id) return id.take_error();
+  Order o;
+  o.id = *id;
+  Reader rd(bytes.substr(1 + OrderId::kByteLength));
+  Status st = decode_fixed(rd, o);
+  if (st.ok()) st = decode_state(rd, o);
+  if (!st.ok()) return st.error();
   return o;
+}
+
+Result<size_t> order_state_offset(std::string_view bytes) {
+  if (auto id = order_id_of(bytes); !id) return id.take_error();
+  Order scratch;
+  Reader rd(bytes.substr(1 + OrderId::kByteLength));
+  if (Status st = decode_fixed(rd, scratch); !st.ok()) return st.error();
+  return bytes.size() - rd.remaining();
 }
 
 namespace {

@@ -19,8 +19,16 @@ inline constexpr uint8_t kEventFormat = 3;
 // The same, as written before: each event's data a serialized JSON object. Still read.
 inline constexpr uint8_t kEventFormatJson = 2;
 
+// An order record is its fixed part — what never changes after placement: the format byte,
+// id, tenant, idempotency key, request and amounts — followed by its state (status, version,
+// times, failure, payment, courier, pipeline, attention). encode_order writes both; the
+// order log writes the state alone for an order it already holds.
 void encode_order(const Order& order, std::string& out);
+void encode_order_fixed(const Order& order, std::string& out);
+void encode_order_state(const Order& order, std::string& out);
 Result<Order> decode_order(std::string_view bytes);
+// The length of an encoded order's fixed part: where its state begins.
+Result<size_t> order_state_offset(std::string_view bytes);
 // The id of an encoded order, without decoding the rest.
 Result<OrderId> order_id_of(std::string_view bytes);
 
@@ -43,6 +51,7 @@ class Reader {
   bool bytes(std::string& s);
   bool byte(uint8_t& b);
   bool done() const { return in_.empty(); }
+  size_t remaining() const { return in_.size(); }
 
  private:
   std::string_view in_;

@@ -56,6 +56,29 @@ TEST(Codec, OrderRoundTrip) {
   EXPECT_EQ(*codec::decode_order(bytes), o);
 }
 
+TEST(Codec, AnOrderIsItsFixedPartThenItsState) {
+  Order o = sample_order();
+  std::string fixed, state, whole;
+  codec::encode_order_fixed(o, fixed);
+  codec::encode_order_state(o, state);
+  codec::encode_order(o, whole);
+  EXPECT_EQ(whole, fixed + state);
+  EXPECT_EQ(*codec::order_state_offset(whole), fixed.size());
+  // A later state joins the same fixed part: the order as it is now.
+  Order later = o;
+  later.status = OrderStatus::delivered;
+  later.version += 4;
+  later.courier_id = "courier-2";
+  later.pipeline.effect.reset();
+  std::string later_state;
+  codec::encode_order_state(later, later_state);
+  EXPECT_EQ(*codec::decode_order(fixed + later_state), later);
+  // The fixed part cut short is no order.
+  for (size_t n = 0; n < fixed.size(); ++n) {
+    EXPECT_FALSE(codec::order_state_offset(std::string_view(fixed).substr(0, n)).ok()) << n;
+  }
+}
+
 TEST(Codec, EveryTruncationIsRejectedNotCrashed) {
   std::string bytes;
   codec::encode_order(sample_order(), bytes);

@@ -28,10 +28,14 @@ namespace fs = std::filesystem;
 // Segment file: the magic, then records. A record: u32 payload length, u32 CRC-32 of the
 // segment seq and the payload, u64 segment seq (all little-endian), the payload:
 //   varint id clock, varint entry count, entries;
-//   entry: u32 length + order record (codec), varint run count, runs;
+//   entry: u32 length + order, varint run count, runs;
+//   order: an order record (codec::encode_order, first byte codec::kOrderFormat), or, for an
+//     order an earlier entry of the segment holds, byte kStateEntry + its 10-byte id + its
+//     state alone (codec::encode_order_state; the fixed part is the earlier entry's);
 //   run: varint first seq, u32 length + encoded events (codec).
 // (Fixed-width lengths let the codecs write straight into the record.)
-// A batch's entries carry the events the batch appended; a snapshot's carry all of them.
+// A batch's entries carry the events the batch appended; a snapshot's carry every order whole
+// with all of its events.
 // Segment files are recycled (overwritten from the start, which an fdatasync commits without
 // a file-system journal commit): a record whose seq is not its file's is what the file held
 // in an earlier life, and marks the end of the segment.
@@ -39,6 +43,8 @@ constexpr char kMagic[8] = {'O', 'F', 'L', 'O', 'G', '0', '0', '1'};
 constexpr size_t kRecordHeader = 16;
 constexpr uint32_t kRecordMax = 1u << 30;
 constexpr size_t kSnapshotRecordBytes = 1 << 20;  // snapshot records are cut at about this
+constexpr char kStateEntry = 'S';
+static_assert(kStateEntry != codec::kOrderFormat);
 
 Error corrupt(const std::string& file, const char* what) {
   return make_error(Errc::internal, "corrupt order log " + file + ": " + what);
@@ -134,16 +140,20 @@ size_t put_sized(std::string& out, Write write) {
 
 // An order in progress as the log holds it: its latest committed record and its events.
 struct Held {
-  std::string record;                                  // codec::encode_order
+  // Its latest record (codec::encode_order) in two parts: the fixed part, written once, and
+  // the state, replaced at every change.
+  std::string fixed;
+  std::string state;
   std::vector<std::pair<uint32_t, std::string>> runs;  // (first seq, codec::encode_events)
   uint32_t next_seq = 1;                               // the seq its next event will have
   // The inner store has its creation-time record and entries, written with this status.
   std::optional<OrderStatus> in_inner;
 };
 
-// Where one order's parts sit in a batch record being built.
+// Where one order's parts sit in a batch record being built, and what the log holds of it.
 struct Span {
-  size_t record = 0, record_end = 0;
+  Held* held = nullptr;  // null: new to the log (its entry is the whole record)
+  size_t fixed = 0, state = 0, state_end = 0;  // the whole record: [fixed, state_end)
   size_t run = 0, run_end = 0;
 };
 
@@ -283,13 +293,31 @@ Status apply_record(const std::string& file, std::string_view payload,
   }
   id_clock = std::max(id_clock, clock);
   for (uint64_t i = 0; i < entries; ++i) {
-    std::string_view record;
+    std::string_view order;
     uint64_t nruns = 0;
-    if (!read_sized(payload, record) || !read_varint(payload, nruns)) return corrupt(file, "entry");
-    auto id = codec::order_id_of(record);  // the whole record is decoded once, after replay
-    if (!id) return id.error();
-    Held& h = orders[*id];
-    h.record.assign(record);
+    if (!read_sized(payload, order) || !read_varint(payload, nruns)) return corrupt(file, "entry");
+    std::optional<OrderId> id;
+    Held* held = nullptr;
+    if (!order.empty() && order[0] == kStateEntry) {
+      if (order.size() >= 1 + OrderId::kByteLength) {
+        id = OrderId::from_bytes(order.substr(1, OrderId::kByteLength));
+      }
+      auto it = id ? orders.find(*id) : orders.end();
+      if (it == orders.end()) return corrupt(file, "the state of an order not held before it");
+      held = &it->second;
+      held->state.assign(order.substr(1 + OrderId::kByteLength));
+    } else {
+      // The whole record is decoded once, after replay; here only its id and its parts.
+      auto rid = codec::order_id_of(order);
+      if (!rid) return rid.error();
+      auto state_at = codec::order_state_offset(order);
+      if (!state_at) return state_at.error();
+      id = *rid;
+      held = &orders[*id];
+      held->fixed.assign(order.substr(0, *state_at));
+      held->state.assign(order.substr(*state_at));
+    }
+    Held& h = *held;
     for (uint64_t r = 0; r < nruns; ++r) {
       uint64_t first = 0;
       std::string_view run;
@@ -344,7 +372,8 @@ Status LogStore::recover(Part& p) {
       auto events = inner_->get_events(o.id);
       if (!events) return events.error();
       Held& h = p.orders[o.id];
-      codec::encode_order(o, h.record);
+      codec::encode_order_fixed(o, h.fixed);
+      codec::encode_order_state(o, h.state);
       h.in_inner = o.status;
       if (!events->empty()) {
         std::vector<const Event*> run;
@@ -402,7 +431,7 @@ Status LogStore::recover(Part& p) {
   std::vector<Order> decoded;
   decoded.reserve(p.orders.size());
   for (auto& [id, h] : p.orders) {
-    auto o = codec::decode_order(h.record);
+    auto o = codec::decode_order(h.fixed + h.state);
     if (!o) return o.error();
     decoded.push_back(std::move(*o));
   }
@@ -470,7 +499,10 @@ Status LogStore::checkpoint(Part& p) {
     std::string body;
     for (; it != p.orders.end() && body.size() < kSnapshotRecordBytes; ++it, ++count) {
       const Held& h = it->second;
-      put_sized(body, [&](std::string& o) { o.append(h.record); });
+      put_sized(body, [&](std::string& o) {
+        o.append(h.fixed);
+        o.append(h.state);
+      });
       codec::put_varint(body, h.runs.size());
       for (const auto& [first, run] : h.runs) {
         codec::put_varint(body, first);
@@ -529,8 +561,23 @@ Status LogStore::commit(const CommitBatch& batch) {
   spans.clear();
   for (const OrderWrite& w : batch.orders) {
     Span sp;
-    sp.record = put_sized(out, [&](std::string& o) { codec::encode_order(*w.order, o); });
-    sp.record_end = out.size();
+    const Order& o = *w.order;
+    // (Pointers into `orders` stay valid while others are inserted; only this thread erases.)
+    if (auto held = p.orders.find(o.id); held != p.orders.end()) sp.held = &held->second;
+    put_sized(out, [&](std::string& e) {
+      if (sp.held) {
+        // The log holds the order's fixed part: its state is enough.
+        e.push_back(kStateEntry);
+        const auto id = o.id.bytes();
+        e.append(id.data(), id.size());
+      } else {
+        sp.fixed = e.size();
+        codec::encode_order_fixed(o, e);
+      }
+      sp.state = e.size();
+      codec::encode_order_state(o, e);
+      sp.state_end = e.size();
+    });
     auto run = p.runs.find(w.order->id);
     codec::put_varint(out, run == p.runs.end() ? 0 : 1);
     if (run != p.runs.end()) {
@@ -558,13 +605,12 @@ Status LogStore::commit(const CommitBatch& batch) {
     const Order& o = *w.order;
     const bool created = !w.previous_status;
     if (!created && !is_terminal(o.status)) continue;
-    auto held = p.orders.find(o.id);
+    const Held* held = spans[&w - batch.orders.data()].held;
     // The inner store's previous status is the one it last wrote: none until it has the order.
-    ib.orders.push_back(
-        OrderWrite{&o, held != p.orders.end() ? held->second.in_inner : std::nullopt});
+    ib.orders.push_back(OrderWrite{&o, held ? held->in_inner : std::nullopt});
     if (!is_terminal(o.status)) continue;
-    if (held != p.orders.end()) {
-      for (Event& e : decode_runs(o.id, held->second)) finished_events.push_back(std::move(e));
+    if (held) {
+      for (Event& e : decode_runs(o.id, *held)) finished_events.push_back(std::move(e));
     }
     if (auto run = p.runs.find(o.id); run != p.runs.end()) {
       for (const Event* e : run->second) finished_events.push_back(*e);
@@ -580,9 +626,10 @@ Status LogStore::commit(const CommitBatch& batch) {
     for (size_t i = 0; i < batch.orders.size(); ++i) {
       const Order& o = *batch.orders[i].order;
       if (is_terminal(o.status)) continue;
-      Held& h = p.orders[o.id];
       const Span& sp = spans[i];
-      h.record.assign(out, sp.record, sp.record_end - sp.record);
+      Held& h = sp.held ? *sp.held : p.orders[o.id];
+      if (!sp.held) h.fixed.assign(out, sp.fixed, sp.state - sp.fixed);
+      h.state.assign(out, sp.state, sp.state_end - sp.state);
       if (!batch.orders[i].previous_status) h.in_inner = o.status;
       if (sp.run_end != 0) {
         const auto& events = p.runs.at(o.id);
@@ -621,7 +668,7 @@ Result<std::optional<Order>> LogStore::held_order(OrderId id) const {
     std::lock_guard lock(p.mu);
     auto it = p.orders.find(id);
     if (it == p.orders.end()) return std::optional<Order>();
-    record = it->second.record;
+    record = it->second.fixed + it->second.state;
   }
   auto o = codec::decode_order(record);
   if (!o) return o.take_error();
@@ -669,7 +716,7 @@ Result<std::vector<Order>> LogStore::list_active(PartitionId partition) {
   std::vector<Order> out;
   out.reserve(p.orders.size());
   for (const auto& [id, h] : p.orders) {
-    auto o = codec::decode_order(h.record);
+    auto o = codec::decode_order(h.fixed + h.state);
     if (!o) return o.take_error();
     out.push_back(std::move(*o));
   }

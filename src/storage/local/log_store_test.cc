@@ -1,6 +1,7 @@
 #include "storage/local/log_store.h"
 
 #include <signal.h>
+#include <zlib.h>
 #include <sys/resource.h>
 #include <unistd.h>
 
@@ -11,6 +12,7 @@
 #include <functional>
 
 #include "core/order_machine.h"
+#include "storage/codec.h"
 #include "testing/orders.h"
 #include "testing/temp_dir.h"
 
@@ -120,6 +122,12 @@ std::vector<std::string> segments_at(const std::string& base) {
 }
 
 std::vector<std::string> segments(const testing::TempDir& dir) { return segments_at(dir.path()); }
+
+uint32_t get_u32_le(const std::string& b, size_t at) {
+  uint32_t v = 0;
+  for (int i = 3; i >= 0; --i) v = v << 8 | static_cast<uint8_t>(b[at + i]);
+  return v;
+}
 
 TEST(LogStore, OrdersInProgressAreReadFromTheLogAndSurviveAReopen) {
   testing::TempDir dir;
@@ -270,19 +278,96 @@ TEST(LogStore, ATornLastRecordIsIgnoredDamageElsewhereIsAnError) {
       << reopened.error().message;
 }
 
+std::string read_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+}
+
+// The newest segment of partition p.
+std::string newest_segment(const testing::TempDir& dir, uint16_t p) {
+  std::string newest;
+  const std::string prefix = "p0000" + std::to_string(p) + "-";
+  for (const auto& f : segments(dir)) {
+    if (fs::path(f).filename().string().rfind(prefix, 0) == 0) newest = f;
+  }
+  return newest;
+}
+
+TEST(LogStore, AStepOfAHeldOrderLogsItsStateAloneAndReplaysOntoItsRecord) {
+  testing::TempDir dir;
+  Book book;
+  OrderId id, other;
+  {
+    auto s = open_log(dir);
+    id = s.create(book, 0, 1000);
+    other = s.create(book, 0, 1001);
+    ASSERT_TRUE(s.store->commit(book.step(id, OrderStatus::inventory_reserved)).ok());
+    ASSERT_TRUE(s.store->commit(book.step(id, OrderStatus::payment_authorized)).ok());
+  }
+  // The segment has the order's fixed part once (from its creation) and its state three times.
+  std::string whole;
+  codec::encode_order(book.orders.at(id), whole);
+  const size_t fixed_size = *codec::order_state_offset(whole);
+  const std::string fixed = whole.substr(0, fixed_size);
+  const std::string segment = read_file(newest_segment(dir, 0));
+  auto count = [&](const std::string& what) {
+    size_t n = 0;
+    for (size_t at = segment.find(what); at != std::string::npos; at = segment.find(what, at + 1)) ++n;
+    return n;
+  };
+  EXPECT_EQ(count(fixed), 1u);
+  const auto id_bytes = id.bytes();
+  const std::string entry = std::string(1, 'S') + std::string(id_bytes.data(), id_bytes.size());
+  EXPECT_EQ(count(entry), 2u);
+  EXPECT_EQ(count(entry + whole.substr(fixed_size)), 1u);  // the latest state, after its id
+  {
+    auto s = open_log(dir);  // replays the creation and both states
+    EXPECT_EQ(**s.store->get_order(id), book.orders.at(id));
+    EXPECT_EQ(*s.store->get_events(id), book.events.at(id));
+    EXPECT_EQ(**s.store->get_order(other), book.orders.at(other));
+  }
+
+  // A state entry of an order the log never held is damage, even under a valid checksum.
+  {
+    auto s = open_log(dir);
+    ASSERT_TRUE(s.store->commit(book.step(id, OrderStatus::merchant_confirmed)).ok());
+  }
+  const std::string path = newest_segment(dir, 0);
+  std::string bytes = read_file(path);
+  const size_t at = bytes.rfind(entry);
+  ASSERT_NE(at, std::string::npos);
+  const auto stranger = OrderId::make(7777, PartitionId{0}, 0).bytes();
+  bytes.replace(at + 1, stranger.size(), stranger.data(), stranger.size());
+  // Re-seal the record that holds it: walk the records (u32 length, u32 CRC, u64 seq, payload).
+  size_t rec = 8;
+  while (rec + 16 + get_u32_le(bytes, rec) < at) rec += 16 + get_u32_le(bytes, rec);
+  const uint32_t len = get_u32_le(bytes, rec);
+  uLong c = crc32(0, reinterpret_cast<const Bytef*>(bytes.data() + rec + 8), 8);
+  c = crc32(c, reinterpret_cast<const Bytef*>(bytes.data() + rec + 16), len);
+  for (int i = 0; i < 4; ++i) bytes[rec + 4 + i] = static_cast<char>(c >> (8 * i));
+  {
+    std::ofstream out(path, std::ios::binary | std::ios::trunc);
+    out << bytes;
+  }
+  auto reopened =
+      LogStore::open(log_options(dir.path()), std::move(*RocksStore::open(inner_options(dir.path()))));
+  ASSERT_FALSE(reopened.ok());
+  EXPECT_NE(reopened.error().message.find("not held"), std::string::npos) << reopened.error().message;
+}
+
 TEST(LogStore, ASegmentPastItsLimitIsCheckpointedBelowItIsNot) {
   testing::TempDir dir;
   Book book;
   std::vector<OrderId> ids;
   {
-    auto s = open_log(dir, /*segment_bytes_max=*/64 << 10);
+    auto s = open_log(dir, /*segment_bytes_max=*/16 << 10);
     const uint64_t at_open = s.store->checkpoints();  // one per partition at open
     for (int i = 0; i < 20; ++i) {
       auto b = book.create(0, 1000 + i);
       ids.push_back(b.orders[0].order->id);
       ASSERT_TRUE(s.store->commit(b).ok());
     }
-    EXPECT_EQ(s.store->checkpoints(), at_open);  // ~20 small records: under 64 KiB
+    EXPECT_EQ(s.store->checkpoints(), at_open);  // ~20 small records: under 16 KiB
     for (int round = 0; round < 80; ++round) {
       for (OrderId id : ids) {
         OrderStatus st = round % 2 ? OrderStatus::inventory_reserved : OrderStatus::payment_authorized;
@@ -300,7 +385,7 @@ TEST(LogStore, ASegmentPastItsLimitIsCheckpointedBelowItIsNot) {
   }
   EXPECT_EQ(p0, 1u);
   EXPECT_TRUE(fs::exists(dir.sub("log/p00000-spare")));
-  EXPECT_LT(fs::file_size(segments(dir)[0]), size_t{2 * (64 << 10)});
+  EXPECT_LT(fs::file_size(segments(dir)[0]), size_t{2 * (16 << 10)});
   auto s = open_log(dir);
   ASSERT_EQ(s.store->list_active(PartitionId{0})->size(), ids.size());
   for (OrderId id : ids) {
@@ -317,11 +402,12 @@ TEST(LogStore, ASnapshotLargerThanTheLimitDoesNotCheckpointEveryBatch) {
   for (int i = 0; i < 200; ++i) ids.push_back(s.create(book, 0, 1000 + i));
   const uint64_t before = s.store->checkpoints();
   EXPECT_GE(before, 3u);  // the open, and the first checkpoints of a growing set
-  // 400 more batches of one step each: each appends ~0.7 KiB to a ~140 KiB snapshot, so a
-  // checkpoint is due about every 200 batches, not after each.
-  for (int round = 0; round < 2; ++round) {
+  // 1,200 more batches of one step each: each appends ~50 bytes (the order's state and one
+  // event) to a ~30 KiB snapshot, so a checkpoint is due about every 600 batches, not after
+  // each.
+  for (int round = 0; round < 6; ++round) {
     for (OrderId id : ids) {
-      OrderStatus st = round ? OrderStatus::payment_authorized : OrderStatus::inventory_reserved;
+      OrderStatus st = round % 2 ? OrderStatus::payment_authorized : OrderStatus::inventory_reserved;
       ASSERT_TRUE(s.store->commit(book.step(id, st)).ok());
     }
   }
