@@ -204,6 +204,30 @@ Result<std::unique_ptr<LogStore>> LogStore::open(const LogStoreOptions& options,
   return s;
 }
 
+Status LogStore::close() {
+  closed_.store(true, std::memory_order_release);
+  Status st = Status::ok_status();
+  if (!failed_.load(std::memory_order_acquire)) {
+    for (auto& p : parts_) {
+      // (A segment that is all snapshot has nothing to shorten.)
+      if (p->fd >= 0 && p->segment_bytes > p->snapshot_bytes) st = checkpoint(*p);
+      if (!st.ok()) break;
+    }
+  }
+  // The retiring thread finishes what is queued (flushing RocksDB first), then ends.
+  {
+    std::lock_guard lock(deleter_mu_);
+    stopping_ = true;
+  }
+  deleter_cv_.notify_one();
+  if (deleter_.joinable()) deleter_.join();
+  if (!st.ok()) return st;
+  if (failed_.load(std::memory_order_acquire)) {
+    return make_error(Errc::internal, "order log: closed after a failure; the next start replays it");
+  }
+  return Status::ok_status();
+}
+
 LogStore::~LogStore() {
   {
     std::lock_guard lock(deleter_mu_);
@@ -547,6 +571,9 @@ Status LogStore::checkpoint(Part& p) {
 Status LogStore::commit(const CommitBatch& batch) {
   if (failed_.load(std::memory_order_acquire)) {
     return make_error(Errc::unavailable, "the store has failed a write and accepts no more");
+  }
+  if (closed_.load(std::memory_order_acquire)) {
+    return make_error(Errc::unavailable, "the store is closed");
   }
   Part& p = *parts_.at(batch.partition.value);
   p.runs.clear();

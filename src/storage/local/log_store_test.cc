@@ -288,7 +288,8 @@ std::string newest_segment(const testing::TempDir& dir, uint16_t p) {
   std::string newest;
   const std::string prefix = "p0000" + std::to_string(p) + "-";
   for (const auto& f : segments(dir)) {
-    if (fs::path(f).filename().string().rfind(prefix, 0) == 0) newest = f;
+    const std::string name = fs::path(f).filename().string();
+    if (name.rfind(prefix, 0) == 0 && name.ends_with(".log")) newest = f;
   }
   return newest;
 }
@@ -353,6 +354,50 @@ TEST(LogStore, AStepOfAHeldOrderLogsItsStateAloneAndReplaysOntoItsRecord) {
       LogStore::open(log_options(dir.path()), std::move(*RocksStore::open(inner_options(dir.path()))));
   ASSERT_FALSE(reopened.ok());
   EXPECT_NE(reopened.error().message.find("not held"), std::string::npos) << reopened.error().message;
+}
+
+TEST(LogStore, ACleanCloseLeavesEachPartitionASnapshotOfItsOrdersInProgress) {
+  testing::TempDir dir;
+  Book book;
+  OrderId done, going;
+  {
+    auto s = open_log(dir);
+    done = s.create(book, 0, 1000);
+    going = s.create(book, 0, 1001);
+    ASSERT_TRUE(s.store->commit(book.step(going, OrderStatus::inventory_reserved)).ok());
+    ASSERT_TRUE(s.store->commit(book.step(done, OrderStatus::inventory_reserved)).ok());
+    ASSERT_TRUE(s.store->commit(book.step(done, OrderStatus::delivered)).ok());
+    const uint64_t before = s.store->checkpoints();
+    ASSERT_TRUE(s.store->close().ok());
+    EXPECT_EQ(s.store->checkpoints(), before + 1);  // partition 1 had nothing to shorten
+    auto late = s.store->commit(book.step(going, OrderStatus::payment_authorized));
+    ASSERT_FALSE(late.ok());
+    EXPECT_EQ(late.error().code, Errc::unavailable);
+    book.orders.at(going).status = OrderStatus::inventory_reserved;  // that step never happened
+    book.orders.at(going).version -= 1;
+    book.events.at(going).pop_back();
+    // Reads still work.
+    EXPECT_EQ(**s.store->get_order(going), book.orders.at(going));
+  }
+  // Partition 0's segment is the snapshot alone: the order in progress whole, once, and no
+  // step of either order; the order that ended is in RocksDB's tables.
+  std::string whole;
+  codec::encode_order(book.orders.at(going), whole);
+  const std::string segment = read_file(newest_segment(dir, 0));
+  EXPECT_NE(segment.find(whole), std::string::npos);
+  std::string ended;
+  codec::encode_order(book.orders.at(done), ended);
+  const size_t fixed_size = *codec::order_state_offset(ended);
+  EXPECT_EQ(segment.find(ended.substr(0, fixed_size)), std::string::npos);
+  for (OrderId id : {done, going}) {
+    const auto b = id.bytes();
+    EXPECT_EQ(segment.find('S' + std::string(b.data(), b.size())), std::string::npos);
+  }
+  auto s = open_log(dir);
+  EXPECT_EQ(**s.store->get_order(going), book.orders.at(going));
+  EXPECT_EQ(*s.store->get_events(going), book.events.at(going));
+  EXPECT_EQ(**s.inner->get_order(done), book.orders.at(done));
+  EXPECT_EQ(*s.store->get_events(done), book.events.at(done));
 }
 
 TEST(LogStore, ASegmentPastItsLimitIsCheckpointedBelowItIsNot) {
