@@ -123,6 +123,39 @@ std::vector<std::string> segments_at(const std::string& base) {
 
 std::vector<std::string> segments(const testing::TempDir& dir) { return segments_at(dir.path()); }
 
+std::string read_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+}
+
+// An order's record in the log's two parts (see codec::encode_order).
+struct RecordParts {
+  std::string fixed, state;
+};
+RecordParts record_parts(const Order& o) {
+  std::string whole;
+  codec::encode_order(o, whole);
+  const size_t at = *codec::order_state_offset(whole);
+  return {whole.substr(0, at), whole.substr(at)};
+}
+
+// How a segment names an order whose state alone follows: byte 'S' and its id.
+std::string state_entry_of(OrderId id) {
+  const auto b = id.bytes();
+  return 'S' + std::string(b.data(), b.size());
+}
+
+// The newest segment of partition p.
+std::string newest_segment(const testing::TempDir& dir, uint16_t p) {
+  std::string newest;
+  const std::string prefix = "p0000" + std::to_string(p) + "-";
+  for (const auto& f : segments(dir)) {
+    const std::string name = fs::path(f).filename().string();
+    if (name.rfind(prefix, 0) == 0 && name.ends_with(".log")) newest = f;
+  }
+  return newest;
+}
+
 uint32_t get_u32_le(const std::string& b, size_t at) {
   uint32_t v = 0;
   for (int i = 3; i >= 0; --i) v = v << 8 | static_cast<uint8_t>(b[at + i]);
@@ -239,10 +272,7 @@ TEST(LogStore, ATornLastRecordIsIgnoredDamageElsewhereIsAnError) {
     ASSERT_TRUE(s.store->commit(book.step(id, OrderStatus::inventory_reserved)).ok());
   }
   // The last record (the step) is cut short, as a crash in the middle of its write leaves it.
-  std::string newest;
-  for (const auto& f : segments(dir)) {
-    if (fs::path(f).filename().string().rfind("p00001-", 0) == 0) newest = f;
-  }
+  const std::string newest = newest_segment(dir, 1);
   ASSERT_FALSE(newest.empty());
   fs::resize_file(newest, fs::file_size(newest) - 3);
   {
@@ -278,22 +308,6 @@ TEST(LogStore, ATornLastRecordIsIgnoredDamageElsewhereIsAnError) {
       << reopened.error().message;
 }
 
-std::string read_file(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
-}
-
-// The newest segment of partition p.
-std::string newest_segment(const testing::TempDir& dir, uint16_t p) {
-  std::string newest;
-  const std::string prefix = "p0000" + std::to_string(p) + "-";
-  for (const auto& f : segments(dir)) {
-    const std::string name = fs::path(f).filename().string();
-    if (name.rfind(prefix, 0) == 0 && name.ends_with(".log")) newest = f;
-  }
-  return newest;
-}
-
 TEST(LogStore, AStepOfAHeldOrderLogsItsStateAloneAndReplaysOntoItsRecord) {
   testing::TempDir dir;
   Book book;
@@ -306,21 +320,17 @@ TEST(LogStore, AStepOfAHeldOrderLogsItsStateAloneAndReplaysOntoItsRecord) {
     ASSERT_TRUE(s.store->commit(book.step(id, OrderStatus::payment_authorized)).ok());
   }
   // The segment has the order's fixed part once (from its creation) and its state three times.
-  std::string whole;
-  codec::encode_order(book.orders.at(id), whole);
-  const size_t fixed_size = *codec::order_state_offset(whole);
-  const std::string fixed = whole.substr(0, fixed_size);
+  const RecordParts parts = record_parts(book.orders.at(id));
   const std::string segment = read_file(newest_segment(dir, 0));
   auto count = [&](const std::string& what) {
     size_t n = 0;
     for (size_t at = segment.find(what); at != std::string::npos; at = segment.find(what, at + 1)) ++n;
     return n;
   };
-  EXPECT_EQ(count(fixed), 1u);
-  const auto id_bytes = id.bytes();
-  const std::string entry = std::string(1, 'S') + std::string(id_bytes.data(), id_bytes.size());
+  EXPECT_EQ(count(parts.fixed), 1u);
+  const std::string entry = state_entry_of(id);
   EXPECT_EQ(count(entry), 2u);
-  EXPECT_EQ(count(entry + whole.substr(fixed_size)), 1u);  // the latest state, after its id
+  EXPECT_EQ(count(entry + parts.state), 1u);  // the latest state, after its id
   {
     auto s = open_log(dir);  // replays the creation and both states
     EXPECT_EQ(**s.store->get_order(id), book.orders.at(id));
@@ -381,18 +391,11 @@ TEST(LogStore, ACleanCloseLeavesEachPartitionASnapshotOfItsOrdersInProgress) {
   }
   // Partition 0's segment is the snapshot alone: the order in progress whole, once, and no
   // step of either order; the order that ended is in RocksDB's tables.
-  std::string whole;
-  codec::encode_order(book.orders.at(going), whole);
+  const RecordParts in_progress = record_parts(book.orders.at(going));
   const std::string segment = read_file(newest_segment(dir, 0));
-  EXPECT_NE(segment.find(whole), std::string::npos);
-  std::string ended;
-  codec::encode_order(book.orders.at(done), ended);
-  const size_t fixed_size = *codec::order_state_offset(ended);
-  EXPECT_EQ(segment.find(ended.substr(0, fixed_size)), std::string::npos);
-  for (OrderId id : {done, going}) {
-    const auto b = id.bytes();
-    EXPECT_EQ(segment.find('S' + std::string(b.data(), b.size())), std::string::npos);
-  }
+  EXPECT_NE(segment.find(in_progress.fixed + in_progress.state), std::string::npos);
+  EXPECT_EQ(segment.find(record_parts(book.orders.at(done)).fixed), std::string::npos);
+  for (OrderId id : {done, going}) EXPECT_EQ(segment.find(state_entry_of(id)), std::string::npos);
   auto s = open_log(dir);
   EXPECT_EQ(**s.store->get_order(going), book.orders.at(going));
   EXPECT_EQ(*s.store->get_events(going), book.events.at(going));
