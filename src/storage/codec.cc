@@ -68,6 +68,14 @@ bool Reader::bytes(std::string& s) {
   return true;
 }
 
+bool Reader::view(std::string_view& s) {
+  uint64_t n;
+  if (!varint(n) || n > in_.size()) return false;
+  s = in_.substr(0, n);
+  in_.remove_prefix(n);
+  return true;
+}
+
 bool Reader::byte(uint8_t& b) {
   if (in_.empty()) return false;
   b = static_cast<uint8_t>(in_[0]);
@@ -345,8 +353,35 @@ void encode_events(const std::vector<const Event*>& run, std::string& out) {
   }
 }
 
+void encode_run_list(const std::vector<std::string_view>& runs, std::string& out) {
+  OF_ASSERT(!runs.empty());
+  out.push_back(static_cast<char>(kEventRunsFormat));
+  put_varint(out, runs.size());
+  for (std::string_view run : runs) {
+    OF_ASSERT(!run.empty() && static_cast<uint8_t>(run[0]) != kEventRunsFormat);
+    put_bytes(out, run);
+  }
+}
+
 Status decode_events(OrderId order_id, uint32_t first_seq, std::string_view bytes,
                      std::vector<Event>& out) {
+  if (!bytes.empty() && static_cast<uint8_t>(bytes[0]) == kEventRunsFormat) {
+    Reader rd(bytes.substr(1));
+    uint64_t n;
+    if (!rd.varint(n) || n == 0 || n > 1000000) return corrupt("run count");
+    uint32_t seq = first_seq;
+    for (uint64_t i = 0; i < n; ++i) {
+      std::string_view run;
+      if (!rd.view(run) || run.empty() || static_cast<uint8_t>(run[0]) == kEventRunsFormat) {
+        return corrupt("run in a run list");
+      }
+      const size_t before = out.size();
+      if (Status st = decode_events(order_id, seq, run, out); !st.ok()) return st;
+      seq += static_cast<uint32_t>(out.size() - before);
+    }
+    if (!rd.done()) return corrupt("trailing bytes after runs");
+    return Status::ok_status();
+  }
   Reader rd(bytes);
   uint8_t format;
   uint64_t count;

@@ -18,6 +18,10 @@ inline constexpr uint8_t kOrderFormat = 1;
 inline constexpr uint8_t kEventFormat = 3;
 // The same, as written before: each event's data a serialized JSON object. Still read.
 inline constexpr uint8_t kEventFormatJson = 2;
+// Consecutive runs (of format 3 or 2) of one order, as they were written one batch at a time,
+// kept whole: how the order log hands RocksDB an order's history when it ends, without
+// decoding and re-encoding it.
+inline constexpr uint8_t kEventRunsFormat = 4;
 
 // An order record is its fixed part — what never changes after placement: the format byte,
 // id, tenant, idempotency key, request and amounts — followed by its state (status, version,
@@ -39,6 +43,9 @@ void encode_events(const std::vector<const Event*>& run, std::string& out);
 // Appends the run's events to `out`.
 Status decode_events(OrderId order_id, uint32_t first_seq, std::string_view bytes,
                      std::vector<Event>& out);
+// Runs of one order (each from encode_events, the next starting where the one before ends) as
+// one value of kEventRunsFormat, which decode_events reads like a single run.
+void encode_run_list(const std::vector<std::string_view>& runs, std::string& out);
 
 void put_varint(std::string& out, uint64_t v);
 void put_bytes(std::string& out, std::string_view s);
@@ -49,6 +56,7 @@ class Reader {
   explicit Reader(std::string_view in) : in_(in) {}
   bool varint(uint64_t& v);
   bool bytes(std::string& s);
+  bool view(std::string_view& s);  // like bytes(), without a copy: valid while the input is
   bool byte(uint8_t& b);
   bool done() const { return in_.empty(); }
   size_t remaining() const { return in_.size(); }

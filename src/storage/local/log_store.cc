@@ -174,6 +174,8 @@ struct LogStore::Part {
   std::string buf;
   std::unordered_map<OrderId, std::vector<const Event*>, OrderIdHash> runs;
   std::vector<Span> spans;
+  std::vector<std::string_view> run_views;
+  std::vector<std::string> history_values;
 };
 
 Result<std::unique_ptr<LogStore>> LogStore::open(const LogStoreOptions& options,
@@ -626,16 +628,30 @@ Status LogStore::commit(const CommitBatch& batch) {
   ib.partition = batch.partition;
   ib.id_clock = batch.id_clock;
   ib.idempotency = batch.idempotency;
-  std::vector<Event> finished_events;
+  std::vector<Event> finished_events;  // of an order that ended before the log held it
+  // A finished order's history goes to the inner store as the runs were logged, not decoded.
+  size_t values = 0;
+  std::vector<std::pair<OrderId, size_t>> finished;  // (order, its value in history_values)
   // (Only this thread changes `orders`: reading it here needs no lock.)
   for (const OrderWrite& w : batch.orders) {
     const Order& o = *w.order;
     const bool created = !w.previous_status;
     if (!created && !is_terminal(o.status)) continue;
-    const Held* held = spans[&w - batch.orders.data()].held;
+    const Span& sp = spans[&w - batch.orders.data()];
+    const Held* held = sp.held;
     // The inner store's previous status is the one it last wrote: none until it has the order.
     ib.orders.push_back(OrderWrite{&o, held ? held->in_inner : std::nullopt});
     if (!is_terminal(o.status)) continue;
+    if (held && !held->runs.empty() && held->runs.front().first == 1) {
+      p.run_views.clear();
+      for (const auto& [first, run] : held->runs) p.run_views.push_back(run);
+      if (sp.run_end != 0) p.run_views.push_back(std::string_view(out).substr(sp.run, sp.run_end - sp.run));
+      if (p.history_values.size() == values) p.history_values.emplace_back();
+      p.history_values[values].clear();
+      codec::encode_run_list(p.run_views, p.history_values[values]);
+      finished.emplace_back(o.id, values++);
+      continue;
+    }
     if (held) {
       for (Event& e : decode_runs(o.id, *held)) finished_events.push_back(std::move(e));
     }
@@ -644,6 +660,9 @@ Status LogStore::commit(const CommitBatch& batch) {
     }
   }
   ib.events = std::move(finished_events);
+  std::vector<RocksStore::History> histories;
+  histories.reserve(finished.size());
+  for (const auto& [id, i] : finished) histories.push_back({id, p.history_values[i]});
 
   // 3. Memory: readers see the batch's orders in progress from here on — before the inner
   // store has their index entries, so that a list never finds an entry of an order that is
@@ -666,7 +685,7 @@ Status LogStore::commit(const CommitBatch& batch) {
     }
   }
   if (!ib.orders.empty() || !ib.idempotency.empty()) {
-    st = inner_->commit(ib);
+    st = inner_->commit(ib, histories);
     if (!st.ok()) return fail(st.error().message);
   }
   // Finished orders leave memory once the inner store has them.

@@ -239,7 +239,7 @@ RocksStore::~RocksStore() {
   }
 }
 
-Status RocksStore::commit(const CommitBatch& batch) {
+Status RocksStore::commit(const CommitBatch& batch, const std::vector<History>& histories) {
   if (failed_.load(std::memory_order_acquire)) {
     return make_error(Errc::unavailable, "the store has failed a write and accepts no more");
   }
@@ -275,6 +275,7 @@ Status RocksStore::commit(const CommitBatch& batch) {
     codec::encode_events(run, buf);
     wb.Put(cfs_[kCfEvents], event_key(id, run.front()->seq), buf);
   }
+  for (const History& h : histories) wb.Put(cfs_[kCfEvents], event_key(h.id, 1), h.events);
   for (const IdempotencyEntry& ie : batch.idempotency) {
     buf = order_key(ie.order_id);
     put_u64_be(buf, ie.created_at_ms);

@@ -60,7 +60,14 @@ class RocksStore final : public OrderStore {
   static Result<std::unique_ptr<RocksStore>> open(const RocksStoreOptions& options);
   ~RocksStore() override;
 
-  Status commit(const CommitBatch& batch) override;
+  Status commit(const CommitBatch& batch) override { return commit(batch, {}); }
+  // The same, with the whole histories of orders that end in it as the order log holds them:
+  // each one value (codec::encode_run_list of its runs from seq 1), stored as it is.
+  struct History {
+    OrderId id;
+    std::string_view events;
+  };
+  Status commit(const CommitBatch& batch, const std::vector<History>& histories);
   Result<std::optional<Order>> get_order(OrderId id) override;
   Result<std::vector<Event>> get_events(OrderId id) override;
   Result<std::optional<IdempotencyEntry>> find_idempotency(const std::string& tenant,
