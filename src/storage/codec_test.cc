@@ -233,6 +233,36 @@ TEST(Codec, ARunListReadsAsItsRunsInOrder) {
   EXPECT_FALSE(codec::decode_events(id, 1, nested, ignored).ok());
 }
 
+// Damaged history bytes (any one byte flipped, in a typed run, a legacy run or a run list)
+// decode to an error or to some events, never to a crash (ASan/UBSan builds check the reads).
+TEST(Codec, EveryFlippedByteOfAHistoryIsSurvived) {
+  OrderId id = OrderId::make(5, PartitionId{1}, 2);
+  std::vector<Event> run = {
+      {.order_id = id, .seq = 1, .type = EventType::order_placed, .at_ms = 1764395000123},
+      {.order_id = id, .seq = 2, .type = EventType::effect_failed, .at_ms = 1764395000125,
+       .stage = Stage::payment, .action = Action::authorize, .attempt = 2, .retryable = true,
+       .code = "timeout", .message = "no answer"},
+      {.order_id = id, .seq = 3, .type = EventType::cancel_requested, .at_ms = 1764395000126,
+       .reason = "late"},
+      {.order_id = id, .seq = 4, .type = EventType::status_changed, .at_ms = 1764395000127,
+       .legacy_data_json = R"({"from":"pending","to":"cancelling"})"},
+  };
+  std::string first, second, list;
+  codec::encode_events({&run[0], &run[1]}, first);
+  codec::encode_events({&run[2], &run[3]}, second);
+  codec::encode_run_list({first, second}, list);
+  for (const std::string& bytes : {first, list}) {
+    for (size_t i = 0; i < bytes.size(); ++i) {
+      for (uint8_t mask : {0xffu, 0x80u, 0x01u}) {
+        std::string x = bytes;
+        x[i] = static_cast<char>(x[i] ^ mask);
+        std::vector<Event> out;
+        (void)codec::decode_events(id, 1, x, out);
+      }
+    }
+  }
+}
+
 TEST(Codec, EventFieldsOutOfRangeAreCorrupt) {
   OrderId id = OrderId::make(5, PartitionId{1}, 2);
   Event e{.order_id = id, .seq = 1, .type = EventType::effect_failed, .at_ms = 9,
