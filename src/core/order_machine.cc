@@ -25,7 +25,8 @@ bool is_undo(Action a) {
          a == Action::unassign;
 }
 
-// Appends the next event of `order` to `t`; the caller fills in what happened.
+// Appends the next event of `order` to `t`; the caller fills in what happened through the
+// returned reference, which the next append may invalidate.
 Event& append(Order& order, Transition& t, EventType type, uint64_t now_ms) {
   order.version += 1;
   order.updated_at_ms = std::max(order.updated_at_ms, now_ms);
