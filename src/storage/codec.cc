@@ -61,10 +61,9 @@ bool Reader::varint(uint64_t& v) {
 }
 
 bool Reader::bytes(std::string& s) {
-  uint64_t n;
-  if (!varint(n) || n > in_.size()) return false;
-  s.assign(in_.data(), n);
-  in_.remove_prefix(n);
+  std::string_view v;
+  if (!view(v)) return false;
+  s.assign(v);
   return true;
 }
 

@@ -150,11 +150,15 @@ struct Held {
   std::optional<OrderStatus> in_inner;
 };
 
+// The order's whole record (codec::encode_order) as Held keeps it.
+std::string record_of(const Held& h) { return h.fixed + h.state; }
+
 // Where one order's parts sit in a batch record being built, and what the log holds of it.
 struct Span {
   Held* held = nullptr;  // null: new to the log (its entry is the whole record)
   size_t fixed = 0, state = 0, state_end = 0;  // the whole record: [fixed, state_end)
-  size_t run = 0, run_end = 0;
+  size_t run = 0, run_end = 0;                 // the batch's events of the order, if any
+  uint32_t run_first = 0, run_next = 0;        // their seqs: [run_first, run_next)
 };
 
 struct LogStore::Part {
@@ -217,12 +221,7 @@ Status LogStore::close() {
     }
   }
   // The retiring thread finishes what is queued (flushing RocksDB first), then ends.
-  {
-    std::lock_guard lock(deleter_mu_);
-    stopping_ = true;
-  }
-  deleter_cv_.notify_one();
-  if (deleter_.joinable()) deleter_.join();
+  stop_retiring();
   if (!st.ok()) return st;
   if (failed_.load(std::memory_order_acquire)) {
     return make_error(Errc::internal, "order log: closed after a failure; the next start replays it");
@@ -230,13 +229,17 @@ Status LogStore::close() {
   return Status::ok_status();
 }
 
-LogStore::~LogStore() {
+void LogStore::stop_retiring() {
   {
     std::lock_guard lock(deleter_mu_);
     stopping_ = true;
   }
   deleter_cv_.notify_one();
   if (deleter_.joinable()) deleter_.join();
+}
+
+LogStore::~LogStore() {
+  stop_retiring();
   for (auto& p : parts_) {
     if (p->fd >= 0) ::close(p->fd);
   }
@@ -457,7 +460,7 @@ Status LogStore::recover(Part& p) {
   std::vector<Order> decoded;
   decoded.reserve(p.orders.size());
   for (auto& [id, h] : p.orders) {
-    auto o = codec::decode_order(h.fixed + h.state);
+    auto o = codec::decode_order(record_of(h));
     if (!o) return o.error();
     decoded.push_back(std::move(*o));
   }
@@ -610,7 +613,9 @@ Status LogStore::commit(const CommitBatch& batch) {
     auto run = p.runs.find(w.order->id);
     codec::put_varint(out, run == p.runs.end() ? 0 : 1);
     if (run != p.runs.end()) {
-      codec::put_varint(out, run->second.front()->seq);
+      sp.run_first = run->second.front()->seq;
+      sp.run_next = run->second.back()->seq + 1;
+      codec::put_varint(out, sp.run_first);
       sp.run = put_sized(out, [&](std::string& o) { codec::encode_events(run->second, o); });
       sp.run_end = out.size();
     }
@@ -628,10 +633,9 @@ Status LogStore::commit(const CommitBatch& batch) {
   ib.partition = batch.partition;
   ib.id_clock = batch.id_clock;
   ib.idempotency = batch.idempotency;
-  std::vector<Event> finished_events;  // of an order that ended before the log held it
-  // A finished order's history goes to the inner store as the runs were logged, not decoded.
-  size_t values = 0;
-  std::vector<std::pair<OrderId, size_t>> finished;  // (order, its value in history_values)
+  // A finished order's history goes to the inner store as the runs were logged (those held,
+  // then the batch's), not decoded: history_values[i] is the i-th finished order's.
+  std::vector<RocksStore::History> histories;
   // (Only this thread changes `orders`: reading it here needs no lock.)
   for (const OrderWrite& w : batch.orders) {
     const Order& o = *w.order;
@@ -642,27 +646,21 @@ Status LogStore::commit(const CommitBatch& batch) {
     // The inner store's previous status is the one it last wrote: none until it has the order.
     ib.orders.push_back(OrderWrite{&o, held ? held->in_inner : std::nullopt});
     if (!is_terminal(o.status)) continue;
-    if (held && !held->runs.empty() && held->runs.front().first == 1) {
-      p.run_views.clear();
-      for (const auto& [first, run] : held->runs) p.run_views.push_back(run);
-      if (sp.run_end != 0) p.run_views.push_back(std::string_view(out).substr(sp.run, sp.run_end - sp.run));
-      if (p.history_values.size() == values) p.history_values.emplace_back();
-      p.history_values[values].clear();
-      codec::encode_run_list(p.run_views, p.history_values[values]);
-      finished.emplace_back(o.id, values++);
-      continue;
-    }
+    p.run_views.clear();
     if (held) {
-      for (Event& e : decode_runs(o.id, *held)) finished_events.push_back(std::move(e));
+      for (const auto& [first, run] : held->runs) p.run_views.push_back(run);
     }
-    if (auto run = p.runs.find(o.id); run != p.runs.end()) {
-      for (const Event* e : run->second) finished_events.push_back(*e);
-    }
+    if (sp.run_end != 0) p.run_views.push_back(std::string_view(out).substr(sp.run, sp.run_end - sp.run));
+    if (p.run_views.empty()) continue;  // (no events at all: nothing to write)
+    const size_t i = histories.size();
+    if (p.history_values.size() == i) p.history_values.emplace_back();
+    p.history_values[i].clear();
+    codec::encode_run_list(p.run_views, p.history_values[i]);
+    const uint32_t first = held && !held->runs.empty() ? held->runs.front().first : sp.run_first;
+    histories.push_back({o.id, first, {}});
   }
-  ib.events = std::move(finished_events);
-  std::vector<RocksStore::History> histories;
-  histories.reserve(finished.size());
-  for (const auto& [id, i] : finished) histories.push_back({id, p.history_values[i]});
+  // (Views only now: history_values may have moved its strings while it grew.)
+  for (size_t i = 0; i < histories.size(); ++i) histories[i].events = p.history_values[i];
 
   // 3. Memory: readers see the batch's orders in progress from here on — before the inner
   // store has their index entries, so that a list never finds an entry of an order that is
@@ -678,9 +676,8 @@ Status LogStore::commit(const CommitBatch& batch) {
       h.state.assign(out, sp.state, sp.state_end - sp.state);
       if (!batch.orders[i].previous_status) h.in_inner = o.status;
       if (sp.run_end != 0) {
-        const auto& events = p.runs.at(o.id);
-        h.runs.emplace_back(events.front()->seq, out.substr(sp.run, sp.run_end - sp.run));
-        h.next_seq = events.back()->seq + 1;
+        h.runs.emplace_back(sp.run_first, out.substr(sp.run, sp.run_end - sp.run));
+        h.next_seq = sp.run_next;
       }
     }
   }
@@ -714,7 +711,7 @@ Result<std::optional<Order>> LogStore::held_order(OrderId id) const {
     std::lock_guard lock(p.mu);
     auto it = p.orders.find(id);
     if (it == p.orders.end()) return std::optional<Order>();
-    record = it->second.fixed + it->second.state;
+    record = record_of(it->second);
   }
   auto o = codec::decode_order(record);
   if (!o) return o.take_error();
@@ -762,7 +759,7 @@ Result<std::vector<Order>> LogStore::list_active(PartitionId partition) {
   std::vector<Order> out;
   out.reserve(p.orders.size());
   for (const auto& [id, h] : p.orders) {
-    auto o = codec::decode_order(h.fixed + h.state);
+    auto o = codec::decode_order(record_of(h));
     if (!o) return o.take_error();
     out.push_back(std::move(*o));
   }

@@ -105,6 +105,7 @@ class LogStore final : public OrderStore {
   Status sync(int fd);
   Status fail(const std::string& what);
   void delete_segments();  // the deleter thread
+  void stop_retiring();    // lets the deleter thread finish what is queued, then joins it
 
   LogStoreOptions options_;
   std::unique_ptr<RocksStore> inner_;

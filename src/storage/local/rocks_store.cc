@@ -281,7 +281,7 @@ Status RocksStore::commit(const CommitBatch& batch, const std::vector<History>& 
     codec::encode_events(run, buf);
     wb.Put(cfs_[kCfEvents], event_key(id, run.front()->seq), buf);
   }
-  for (const History& h : histories) wb.Put(cfs_[kCfEvents], event_key(h.id, 1), h.events);
+  for (const History& h : histories) wb.Put(cfs_[kCfEvents], event_key(h.id, h.first_seq), h.events);
   for (const IdempotencyEntry& ie : batch.idempotency) {
     buf = order_key(ie.order_id);
     put_u64_be(buf, ie.created_at_ms);

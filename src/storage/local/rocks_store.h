@@ -61,10 +61,12 @@ class RocksStore final : public OrderStore {
   ~RocksStore() override;
 
   Status commit(const CommitBatch& batch) override { return commit(batch, {}); }
-  // The same, with the whole histories of orders that end in it as the order log holds them:
-  // each one value (codec::encode_run_list of its runs from seq 1), stored as it is.
+  // The same, with the histories of orders that end in it as the order log holds them: each
+  // one value (codec::encode_run_list of its runs, the first starting at `first_seq`), stored
+  // as it is.
   struct History {
     OrderId id;
+    uint32_t first_seq = 1;
     std::string_view events;
   };
   Status commit(const CommitBatch& batch, const std::vector<History>& histories);
