@@ -330,6 +330,10 @@ Result<std::unique_ptr<Simulators>> Simulators::open(SimOptions options) {
   // without a skiplist search.
   o.memtable_whole_key_filtering = true;
   o.memtable_prefix_bloom_size_ratio = 0.05;
+  // Entries are keyed by order id, which grows with time: small files and more L0 files per
+  // compaction rewrite less (as for the order store, storage/local/rocks_store.cc).
+  o.target_file_size_base = 4 << 20;
+  o.level0_file_num_compaction_trigger = 8;
   rocksdb::DB* raw = nullptr;
   rocksdb::Status s = rocksdb::DB::Open(o, impl->options.path, &raw);
   if (!s.ok()) return make_error(Errc::internal, "cannot open the simulator ledger: " + s.ToString());
