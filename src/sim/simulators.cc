@@ -152,17 +152,30 @@ struct Simulators::Impl {
            options.closed_merchants.end();
   }
 
+  // Stock by SKU as last written (nullopt: none kept, i.e. unlimited), so that a reservation
+  // does not search the ledger for each of its SKUs twice. Only this thread writes the ledger,
+  // so it is exact; a failed batch write clears it, and so does reaching its bound.
+  std::unordered_map<std::string, std::optional<int64_t>> stock_cache;
+  static constexpr size_t kStockCacheMax = 1 << 16;
+
   std::optional<int64_t> stock_of(const std::string& sku) {
-    auto v = get(stock_key(sku));
-    if (!v || v->size() != 8) return std::nullopt;
-    int64_t n;
-    std::memcpy(&n, v->data(), 8);
+    if (auto it = stock_cache.find(sku); it != stock_cache.end()) return it->second;
+    std::optional<int64_t> n;
+    if (auto v = get(stock_key(sku)); v && v->size() == 8) {
+      int64_t units;
+      std::memcpy(&units, v->data(), 8);
+      n = units;
+    }
+    if (stock_cache.size() >= kStockCacheMax) stock_cache.clear();
+    stock_cache.emplace(sku, n);
     return n;
   }
   void set_stock(const std::string& sku, int64_t n) {
     std::string v(8, '\0');
     std::memcpy(v.data(), &n, 8);
     put(stock_key(sku), std::move(v));
+    if (stock_cache.size() >= kStockCacheMax) stock_cache.clear();
+    stock_cache[sku] = n;
   }
 
   Entry load(OrderId id, Action a) {
@@ -301,6 +314,7 @@ struct Simulators::Impl {
       if (!s.ok()) {
         // Nothing answered: the engine re-issues after a restart. Keep trying new batches.
         log::error("simulator ledger write failed", {{"error", s.ToString()}});
+        stock_cache.clear();  // it may hold what the failed batch set
         batch.clear();
         continue;
       }
