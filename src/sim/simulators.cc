@@ -154,9 +154,9 @@ struct Simulators::Impl {
 
   // Stock by SKU as last written (nullopt: none kept, i.e. unlimited), so that a reservation
   // does not search the ledger for each of its SKUs twice. Only this thread writes the ledger,
-  // so it is exact; a failed batch write clears it, and so does reaching its bound.
+  // so it is exact; a failed batch write clears it, and so does reaching its bound
+  // (options.stock_cache_max).
   std::unordered_map<std::string, std::optional<int64_t>> stock_cache;
-  static constexpr size_t kStockCacheMax = 1 << 16;
 
   std::optional<int64_t> stock_of(const std::string& sku) {
     if (auto it = stock_cache.find(sku); it != stock_cache.end()) return it->second;
@@ -166,7 +166,7 @@ struct Simulators::Impl {
       std::memcpy(&units, v->data(), 8);
       n = units;
     }
-    if (stock_cache.size() >= kStockCacheMax) stock_cache.clear();
+    if (stock_cache.size() >= options.stock_cache_max) stock_cache.clear();
     stock_cache.emplace(sku, n);
     return n;
   }
@@ -174,7 +174,7 @@ struct Simulators::Impl {
     std::string v(8, '\0');
     std::memcpy(v.data(), &n, 8);
     put(stock_key(sku), std::move(v));
-    if (stock_cache.size() >= kStockCacheMax) stock_cache.clear();
+    if (stock_cache.size() >= options.stock_cache_max) stock_cache.clear();
     stock_cache[sku] = n;
   }
 

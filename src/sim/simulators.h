@@ -38,6 +38,7 @@ struct SimOptions {
   std::vector<std::pair<std::string, int64_t>> stock;  // SKU → initial units
   std::vector<std::string> closed_merchants;
   size_t batch_max = 1024;
+  size_t stock_cache_max = 65536;  // SKUs whose stock the thread remembers; cleared when full
 };
 
 struct LedgerEntry {

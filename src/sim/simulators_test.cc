@@ -23,8 +23,10 @@ std::shared_ptr<Order> order_with(const std::string& token, const std::string& m
 
 class SimTest : public ::testing::Test {
  protected:
-  std::unique_ptr<Simulators> open(std::vector<std::pair<std::string, int64_t>> stock = {}) {
+  std::unique_ptr<Simulators> open(std::vector<std::pair<std::string, int64_t>> stock = {},
+                                   size_t stock_cache_max = 65536) {
     SimOptions o;
+    o.stock_cache_max = stock_cache_max;
     o.path = dir_.sub("sim");
     o.durability = Durability::none;
     o.stock = std::move(stock);
@@ -86,6 +88,41 @@ TEST_F(SimTest, ReserveTakesStockOnceAndReleaseReturnsIt) {
   auto exact = order_with("tok_visa", "m-1", 5, 2);
   EXPECT_EQ(call(*s, exact, Stage::inventory, Action::reserve).outcome, EffectOutcome::success);
   EXPECT_EQ(stock_of(*s, "pizza"), 0);
+}
+
+TEST_F(SimTest, StockStaysExactBelowAndPastTheStockCacheBound) {
+  // Two SKUs fit the cache; the third clears it each time it comes in. Either way every
+  // reservation takes from the count as last written.
+  auto s = open({{"a", 10}, {"b", 10}, {"c", 10}}, 2);
+  auto with_sku = [](const std::string& sku, uint16_t n) {
+    auto o = order_with("tok_visa", "m-1", 1, n);
+    o->request.items = {{sku, 2, 100}};
+    return o;
+  };
+  uint16_t n = 10;
+  for (const char* sku : {"a", "b", "a", "b"}) {  // within the bound
+    EXPECT_EQ(call(*s, with_sku(sku, n++), Stage::inventory, Action::reserve).outcome,
+              EffectOutcome::success);
+  }
+  EXPECT_EQ(stock_of(*s, "a"), 6);
+  EXPECT_EQ(stock_of(*s, "b"), 6);
+  for (const char* sku : {"c", "a", "c", "b", "a", "c"}) {  // past it
+    EXPECT_EQ(call(*s, with_sku(sku, n++), Stage::inventory, Action::reserve).outcome,
+              EffectOutcome::success);
+  }
+  EXPECT_EQ(stock_of(*s, "a"), 2);
+  EXPECT_EQ(stock_of(*s, "b"), 4);
+  EXPECT_EQ(stock_of(*s, "c"), 4);
+  auto last = with_sku("a", n++);
+  last->request.items[0].quantity = 3;  // 2 left: refused, nothing taken
+  EXPECT_EQ(call(*s, last, Stage::inventory, Action::reserve).code, "out_of_stock");
+  EXPECT_EQ(stock_of(*s, "a"), 2);
+  // A SKU with no stock kept is unlimited, remembered as such, and never written.
+  EXPECT_EQ(call(*s, with_sku("free", n++), Stage::inventory, Action::reserve).outcome,
+            EffectOutcome::success);
+  EXPECT_EQ(call(*s, with_sku("free", n++), Stage::inventory, Action::reserve).outcome,
+            EffectOutcome::success);
+  EXPECT_EQ(stock_of(*s, "free"), -1);
 }
 
 TEST_F(SimTest, PaymentSandboxTokens) {
