@@ -166,16 +166,22 @@ struct Simulators::Impl {
       std::memcpy(&units, v->data(), 8);
       n = units;
     }
+    remember_stock(sku, n);
+    return n;
+  }
+  void remember_stock(const std::string& sku, std::optional<int64_t> n) {
+    if (auto it = stock_cache.find(sku); it != stock_cache.end()) {
+      it->second = n;
+      return;
+    }
     if (stock_cache.size() >= options.stock_cache_max) stock_cache.clear();
     stock_cache.emplace(sku, n);
-    return n;
   }
   void set_stock(const std::string& sku, int64_t n) {
     std::string v(8, '\0');
     std::memcpy(v.data(), &n, 8);
     put(stock_key(sku), std::move(v));
-    if (stock_cache.size() >= options.stock_cache_max) stock_cache.clear();
-    stock_cache[sku] = n;
+    remember_stock(sku, n);
   }
 
   Entry load(OrderId id, Action a) {
