@@ -53,9 +53,14 @@ wrk_rate() {  # prints requests/s; fails loudly on non-2xx responses
 log "machine: $(nproc) cores, $(awk '/MemTotal/{printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(uname -r)"
 
 # 1. Full pipeline: placed and driven to delivered, fsync, simulators instant; PostgreSQL peer.
+#    The time runs from the first request until the last acknowledged order ended (the latest
+#    updated_at of the orders the check reads back), not until that check has read them all.
 log "1/5 full pipeline (orderflow bench --embedded, ${secs}s, $conns connections)"
 "$bin" bench --embedded --data-dir "$work/p1" --duration "$secs" --warmup 2 --connections "$conns" \
   --quiet --json "$work/pipeline.json" >&2
+log "1/5 reference: the same with orders placed in batches of 100 (POST /v1/orders:batch)"
+"$bin" bench --embedded --data-dir "$work/p1b" --duration "$secs" --warmup 2 --connections "$conns" \
+  --batch 100 --quiet --json "$work/pipeline_batched.json" >&2
 log "1/5 PostgreSQL reference pipeline (synchronous_commit=on, ${secs}s)"
 pg_line=$(bash ../shared/baselines/pg-pipeline/run.sh "$secs" 8 2>>"$work/pg.err" || true)
 echo "$pg_line" >&2

@@ -2,7 +2,9 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
+#include <string_view>
 
 namespace orderflow {
 
@@ -19,5 +21,7 @@ class SystemClock final : public Clock {
 
 // RFC 3339 UTC with milliseconds: 2026-11-29T05:41:59.123Z
 std::string format_rfc3339_ms(uint64_t ms);
+// The inverse, for exactly that form (24 characters); nullopt for anything else.
+std::optional<uint64_t> parse_rfc3339_ms(std::string_view s);
 
 }  // namespace orderflow
