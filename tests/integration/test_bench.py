@@ -26,6 +26,30 @@ class BenchTest(unittest.TestCase):
             self.assertEqual(r["terminal"]["by_status"], {"delivered": 300})
             self.assertGreater(r["terminal"]["delivered_per_s"], 0)
             self.assertIn("pipeline:", p.stdout)
+            # The pipeline's time ends when its last order ended, which the check saw, so the
+            # drain is within the check's duration; the rate is over load plus drain.
+            t = r["terminal"]
+            self.assertGreaterEqual(t["drain_s"], 0)
+            self.assertLessEqual(t["drain_s"], t["check_s"])
+            self.assertAlmostEqual(t["delivered_per_s"], 300 / (t["load_s"] + t["drain_s"]),
+                                   delta=t["delivered_per_s"] * 1e-3)
+
+    def test_orders_not_ended_count_the_whole_check_as_drain(self):
+        # Merchants answer after 3 s and the check gives up after 1 s: nothing has ended, so
+        # the drain is the whole check and no order counts as delivered.
+        with tempfile.TemporaryDirectory() as d:
+            out = os.path.join(d, "r.json")
+            p = subprocess.run([BIN, "bench", "--embedded", "--orders", "20", "--connections", "2",
+                                "--warmup", "0", "--quiet", "--terminal-timeout", "1",
+                                "--server-args", "--sim-latency-ms merchant=3000", "--json", out],
+                               capture_output=True, text=True, timeout=120)
+            self.assertEqual(p.returncode, 3, p.stderr + p.stdout)
+            with open(out) as f:
+                t = json.load(f)["terminal"]
+            self.assertEqual(t["not_terminal"], 20)
+            self.assertEqual(t["drain_s"], t["check_s"])
+            self.assertGreaterEqual(t["check_s"], 1)
+            self.assertEqual(t["delivered_per_s"], 0)
 
     def test_no_server_reports_errors_and_zero_rates(self):
         s = socket.socket()
