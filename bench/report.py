@@ -10,6 +10,50 @@ import platform
 import re
 import sys
 
+
+def write_chart(results, when, path):
+    """Each result as a percentage of its goal (100% = goal met exactly), log-free bars. A
+    reference row (no goal of its own) is drawn against the goal of the row above it."""
+    W, row_h, left, chart_w = 1180, 46, 330, 500
+    H = 70 + row_h * len(results)
+    svg = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" font-family="sans-serif" font-size="13">',
+           f'<rect width="{W}" height="{H}" fill="white"/>',
+           f'<text x="20" y="28" font-size="16" font-weight="bold">orderflow make bench — {when} — share of each goal reached</text>']
+    scale = chart_w / 200.0  # 200% of a goal spans the chart; more is drawn as 200%
+    goal_x = left + 100 * scale
+    goal = None
+    for i, r in enumerate(results):
+        y = 50 + i * row_h
+        v = r["value"]
+        m = re.search(r"([\d.]+)", r["goal"])
+        if m:
+            goal = float(m.group(1))
+        if v is None or goal is None:
+            pct = 0
+        elif r["unit"] in ("ms", "MiB", "s"):  # lower is better
+            pct = 100 * goal / v if v > 0 else 200
+        else:
+            pct = 100 * v / goal
+        pct = min(pct, 200)
+        color = "#9e9e9e" if r["met"] is None else ("#2e7d32" if r["met"] else "#c62828")
+        label = "n/a" if v is None else (f"{v:.2f}x" if r["unit"] == "x" else f"{v:.2f} {r['unit']}")
+        svg.append(f'<text x="20" y="{y + 22}">{html.escape(r["metric"])}</text>')
+        svg.append(f'<rect x="{left}" y="{y + 8}" width="{pct * scale:.1f}" height="22" fill="{color}"/>')
+        svg.append(f'<text x="{left + chart_w + 12}" y="{y + 24}">{html.escape(label)} {html.escape(r["goal"] if r["goal"].startswith("(") else "(goal " + r["goal"] + ")")}</text>')
+    svg.append(f'<line x1="{goal_x:.1f}" y1="40" x2="{goal_x:.1f}" y2="{H - 10}" stroke="#333" stroke-dasharray="4 3"/>')
+    svg.append(f'<text x="{goal_x + 4:.1f}" y="{H - 14}" font-size="11">goal</text>')
+    svg.append("</svg>")
+    with open(path, "w") as f:
+        f.write("\n".join(svg) + "\n")
+
+
+
+if sys.argv[1] == "--chart":  # report.py --chart DIR: redraws DIR/latest.svg from DIR/latest.json
+    with open(os.path.join(sys.argv[2], "latest.json")) as f:
+        saved = json.load(f)
+    write_chart(saved["results"], saved["when"], os.path.join(sys.argv[2], "latest.svg"))
+    sys.exit(0)
+
 work, out = sys.argv[1], sys.argv[2]
 args = dict(a.split("=", 1) for a in sys.argv[3:])
 num = lambda k: float(args[k]) if args.get(k) not in (None, "") else None
@@ -97,34 +141,5 @@ os.makedirs(out, exist_ok=True)
 with open(os.path.join(out, "latest.json"), "w") as f:
     json.dump(doc, f, indent=2)
 
-# Chart: each result as a percentage of its goal (100% = goal met exactly), log-free bars.
-W, row_h, left, chart_w = 1180, 46, 330, 500
-H = 70 + row_h * len(results)
-svg = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" font-family="sans-serif" font-size="13">',
-       f'<rect width="{W}" height="{H}" fill="white"/>',
-       f'<text x="20" y="28" font-size="16" font-weight="bold">orderflow make bench — {doc["when"]} — share of each goal reached</text>']
-scale = chart_w / 200.0  # 200% of a goal spans the chart; more is drawn as 200%
-goal_x = left + 100 * scale
-for i, r in enumerate(results):
-    y = 50 + i * row_h
-    v = r["value"]
-    if v is None:
-        pct = 0
-    elif r["unit"] in ("ms", "MiB", "s"):  # lower is better
-        limit = {"ms": 10, "MiB": 1024, "s": 5}[r["unit"]]
-        pct = 100 * limit / v if v > 0 else 200
-    else:
-        goal = float(re.search(r"([\d.]+)", r["goal"]).group(1))
-        pct = 100 * v / goal
-    pct = min(pct, 200)
-    color = "#9e9e9e" if r["met"] is None else ("#2e7d32" if r["met"] else "#c62828")
-    label = "n/a" if v is None else (f"{v:.2f}x" if r["unit"] == "x" else f"{v:.2f} {r['unit']}")
-    svg.append(f'<text x="20" y="{y + 22}">{html.escape(r["metric"])}</text>')
-    svg.append(f'<rect x="{left}" y="{y + 8}" width="{pct * scale:.1f}" height="22" fill="{color}"/>')
-    svg.append(f'<text x="{left + chart_w + 12}" y="{y + 24}">{html.escape(label)} (goal {html.escape(r["goal"])})</text>')
-svg.append(f'<line x1="{goal_x:.1f}" y1="40" x2="{goal_x:.1f}" y2="{H - 10}" stroke="#333" stroke-dasharray="4 3"/>')
-svg.append(f'<text x="{goal_x + 4:.1f}" y="{H - 14}" font-size="11">goal</text>')
-svg.append("</svg>")
-with open(os.path.join(out, "latest.svg"), "w") as f:
-    f.write("\n".join(svg) + "\n")
+write_chart(results, doc["when"], os.path.join(out, "latest.svg"))
 print(f"wrote {out}/latest.json and {out}/latest.svg")

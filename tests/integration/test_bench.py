@@ -4,6 +4,7 @@ import json
 import os
 import socket
 import subprocess
+import sys
 import tempfile
 import unittest
 
@@ -70,6 +71,53 @@ class BenchTest(unittest.TestCase):
             self.assertEqual(r["terminal"]["delivered_per_s"], 0)
             self.assertGreaterEqual(r["terminal"]["load_s"], 0)
             self.assertIn("pipeline: 0 orders", p.stdout)
+
+
+class BenchReportTest(unittest.TestCase):
+    """bench/report.py, which make bench ends with: a run's files in, the table, latest.json
+    and latest.svg out, every row drawn (reference rows against the goal above them)."""
+    REPORT = os.path.join(os.path.dirname(__file__), "..", "..", "bench", "report.py")
+
+    def test_a_run_becomes_a_table_json_and_chart(self):
+        def pipeline(rate):
+            return {"terminal": {"delivered_per_s": rate, "drain_s": 0.1, "check_s": 2.0}}
+        with tempfile.TemporaryDirectory() as work, tempfile.TemporaryDirectory() as out:
+            for name, doc in (("pipeline.json", pipeline(20000.0)),
+                              ("pipeline_batched.json", pipeline(30000.0)),
+                              ("latency.json", {"latency_ms": {"p99": 4.0}, "target_rate": 10000}),
+                              ("latency_creates.json", {"latency_ms": {"p99": 12.0}, "target_rate": 11000})):
+                with open(os.path.join(work, name), "w") as f:
+                    json.dump(doc, f)
+            with open(os.path.join(work, "pg.txt"), "w") as f:
+                f.write("pg_pipeline delivered_orders_per_s=1000.0 transactions_per_s=6000\n")
+            p = subprocess.run(
+                [sys.executable, self.REPORT, work, out, "create_rps=30000", "nginx_rps=150000",
+                 "get_rps=70000", "health_rps=100000", "stored=5000000", "fill_s=200",
+                 "rss_peak_kb=262144", "rss_after_kb=200000", "disk_kb=1000000", "restart_s=0.4",
+                 "connections=64", "seconds=15"], capture_output=True, text=True, timeout=60)
+            self.assertEqual(p.returncode, 0, p.stderr)
+            with open(os.path.join(out, "latest.json")) as f:
+                rows = {r["metric"].strip(): r for r in json.load(f)["results"]}
+            self.assertAlmostEqual(rows["full pipeline vs PostgreSQL"]["value"], 20.0)
+            self.assertFalse(rows["full pipeline vs PostgreSQL"]["met"])
+            self.assertAlmostEqual(rows["same, orders placed in batches of 100"]["value"], 30.0)
+            self.assertIsNone(rows["same, orders placed in batches of 100"]["met"])
+            self.assertAlmostEqual(rows["single-order creates vs nginx static"]["value"], 0.2)
+            self.assertTrue(rows["GET by id vs /healthz"]["met"])
+            self.assertTrue(rows["create p99 at 50% of max sustainable rate"]["met"])
+            self.assertTrue(rows["peak RSS, 5,000,000 orders delivered"]["met"])
+            self.assertTrue(rows["restart to ready, 5,000,000 stored"]["met"])
+            with open(os.path.join(out, "latest.svg")) as f:
+                svg = f.read()
+            self.assertEqual(svg.count("<rect"), 1 + len(rows))  # background + one bar a row
+            self.assertIn("30.00x (reference)", svg)
+            # --chart redraws the chart from the saved JSON alone.
+            os.remove(os.path.join(out, "latest.svg"))
+            p = subprocess.run([sys.executable, self.REPORT, "--chart", out], capture_output=True,
+                               text=True, timeout=60)
+            self.assertEqual(p.returncode, 0, p.stderr)
+            with open(os.path.join(out, "latest.svg")) as f:
+                self.assertEqual(f.read(), svg)
 
 
 if __name__ == "__main__":
