@@ -24,9 +24,10 @@ std::string format_rfc3339_ms(uint64_t ms) {
 }
 
 std::optional<uint64_t> parse_rfc3339_ms(std::string_view s) {
-  // YYYY-MM-DDTHH:MM:SS.mmmZ
-  if (s.size() != 24 || s[4] != '-' || s[7] != '-' || s[10] != 'T' || s[13] != ':' ||
-      s[16] != ':' || s[19] != '.' || s[23] != 'Z') {
+  // YYYY-MM-DDTHH:MM:SSZ or YYYY-MM-DDTHH:MM:SS.mmmZ
+  const bool with_ms = s.size() == 24;
+  if ((s.size() != 20 && !with_ms) || s[4] != '-' || s[7] != '-' || s[10] != 'T' ||
+      s[13] != ':' || s[16] != ':' || (with_ms && s[19] != '.') || s.back() != 'Z') {
     return std::nullopt;
   }
   auto num = [&](size_t at, size_t len) -> int {
@@ -38,7 +39,7 @@ std::optional<uint64_t> parse_rfc3339_ms(std::string_view s) {
     return v;
   };
   const int year = num(0, 4), mon = num(5, 2), day = num(8, 2), hour = num(11, 2),
-            min = num(14, 2), sec = num(17, 2), ms = num(20, 3);
+            min = num(14, 2), sec = num(17, 2), ms = with_ms ? num(20, 3) : 0;
   if (year < 1970 || mon < 1 || mon > 12 || day < 1 || hour > 23 || min > 59 || sec > 59 ||
       ms < 0) {
     return std::nullopt;

@@ -21,7 +21,8 @@ class SystemClock final : public Clock {
 
 // RFC 3339 UTC with milliseconds: 2026-11-29T05:41:59.123Z
 std::string format_rfc3339_ms(uint64_t ms);
-// The inverse, for exactly that form (24 characters); nullopt for anything else.
+// The inverse, for that form or the same without milliseconds (2026-11-29T05:41:59Z);
+// nullopt for anything else, including dates that do not exist.
 std::optional<uint64_t> parse_rfc3339_ms(std::string_view s);
 
 }  // namespace orderflow

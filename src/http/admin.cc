@@ -79,31 +79,6 @@ Error bad(const std::string& field, const std::string& reason) {
   return Error{Errc::invalid_argument, field + ": " + reason, {{field, reason}}};
 }
 
-// Parses RFC 3339 UTC with optional milliseconds (2026-11-29T05:41:59Z, ...59.123Z).
-std::optional<uint64_t> parse_rfc3339_ms(std::string_view s) {
-  int y, mo, d, h, mi, sec, ms = 0;
-  char z = 0;
-  std::string str(s);
-  int n1 = std::sscanf(str.c_str(), "%4d-%2d-%2dT%2d:%2d:%2d.%3d%c", &y, &mo, &d, &h, &mi, &sec, &ms, &z);
-  if (n1 != 8) {
-    ms = 0;
-    if (std::sscanf(str.c_str(), "%4d-%2d-%2dT%2d:%2d:%2d%c", &y, &mo, &d, &h, &mi, &sec, &z) != 7) {
-      return std::nullopt;
-    }
-  }
-  if (z != 'Z' || mo < 1 || mo > 12 || d < 1 || d > 31 || h > 23 || mi > 59 || sec > 60) return std::nullopt;
-  std::tm tm{};
-  tm.tm_year = y - 1900;
-  tm.tm_mon = mo - 1;
-  tm.tm_mday = d;
-  tm.tm_hour = h;
-  tm.tm_min = mi;
-  tm.tm_sec = sec;
-  time_t t = timegm(&tm);
-  if (t < 0) return std::nullopt;
-  return static_cast<uint64_t>(t) * 1000 + static_cast<uint64_t>(ms);
-}
-
 std::atomic<bool> g_bulk_redrive_running{false};
 std::atomic<bool> g_bulk_redrive_stop{false};
 
