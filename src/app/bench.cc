@@ -9,6 +9,7 @@
 #include <boost/asio.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
+#include <charconv>
 #include <chrono>
 #include <cstdio>
 #include <deque>
@@ -103,7 +104,11 @@ struct Results {
   uint64_t interval_acked = 0;
   std::map<std::string, uint64_t> errors;
   std::vector<std::string> ids;       // acknowledged order ids
+  uint64_t waits = 0;                 // closed loop: pauses after the server shed a request
 };
+
+// The longest a closed-loop connection waits after a 503 or 429 before it asks again.
+constexpr std::chrono::milliseconds kShedWaitMax{1000};
 
 class Load {
  public:
@@ -261,6 +266,7 @@ class Load {
     }
     r_.interval_us.record(us);
     uint64_t acked = 0;
+    bool shed = false;  // the server turned the request away for now: overloaded, shutting down
     const std::string& body = res.body();
     int status = res.result_int();
     if (o_.batch > 0 && status == 200) {
@@ -280,9 +286,11 @@ class Load {
             std::string_view code;
             if (item["error"]["code"].get_string().get(code)) code = {};
             ++r_.errors[code.empty() ? std::to_string(st) : std::string(code)];
+            shed = shed || st == 503 || st == 429;
           }
         }
       }
+      shed = shed && acked == 0;  // a batch turned away whole
     } else if (status == 201 || status == 200) {
       std::string_view id = json_string_field(body, "id");
       if (!id.empty()) r_.ids.emplace_back(id);
@@ -290,11 +298,31 @@ class Load {
     } else {
       std::string_view code = json_string_field(body, "code");
       ++r_.errors[code.empty() ? "http_" + std::to_string(status) : std::string(code)];
+      shed = status == 503 || status == 429;
     }
     r_.orders_acked += acked;
     r_.interval_acked += acked;
     if (measured) r_.orders_acked_measured += acked;
     if (!res.keep_alive()) return failed(c, "server_closed");
+    if (shed && o_.rate == 0) {
+      // Closed loop: wait as the server asked (Retry-After, at most kShedWaitMax; 100 ms when
+      // it did not say) instead of asking again at once, which only burns the CPU the server
+      // shares with this process. (Open loop keeps its schedule.)
+      std::chrono::milliseconds wait(100);
+      if (auto it = res.find(bhttp::field::retry_after); it != res.end()) {
+        int secs = 0;
+        auto v = it->value();
+        if (std::from_chars(v.data(), v.data() + v.size(), secs).ec == std::errc() && secs >= 0) {
+          wait = std::chrono::milliseconds(1000LL * secs);
+        }
+      } else if (o_.batch > 0) {
+        wait = std::chrono::milliseconds(1000);  // items carry no header: the single endpoint's 1 s
+      }
+      ++r_.waits;
+      c->timer.expires_after(std::min<SteadyClock::duration>(wait, kShedWaitMax));
+      c->timer.async_wait([this, c](beast::error_code) { next(c); });
+      return;
+    }
     next(c);
   }
 
@@ -583,6 +611,10 @@ int bench(const BenchOptions& in) {
               ms(h.max()), static_cast<unsigned long long>(h.count()));
   std::printf("errors: %llu", static_cast<unsigned long long>(errors_total));
   for (auto& [k, v] : r.errors) std::printf("  %s=%llu", k.c_str(), static_cast<unsigned long long>(v));
+  if (r.waits > 0) {
+    std::printf("  (%llu waits as the server asked after a 503/429)",
+                static_cast<unsigned long long>(r.waits));
+  }
   std::printf("\n");
   if (o.check_terminal) {
     uint64_t delivered = term.by_status.count("delivered") ? term.by_status.at("delivered") : 0;
@@ -624,6 +656,7 @@ int bench(const BenchOptions& in) {
     w.key("errors").begin_object();
     for (auto& [k, v] : r.errors) w.field(k, v);
     w.end_object();
+    w.field("waits_after_shed", r.waits);
     if (o.check_terminal) {
       w.key("terminal").begin_object().field("checked", term.checked)
           .field("not_terminal", term.not_terminal_count);

@@ -52,6 +52,41 @@ class BenchTest(unittest.TestCase):
             self.assertGreaterEqual(t["check_s"], 1)
             self.assertEqual(t["delivered_per_s"], 0)
 
+    def test_closed_loop_waits_as_asked_when_the_server_sheds_load(self):
+        # Five orders may be in progress, and none ends for 5 s: the first five are accepted,
+        # then every create is a 503 with Retry-After: 1. Each connection waits that second
+        # instead of asking again at once (which made ~35,000 requests in 1.5 s). The same
+        # for batches turned away whole.
+        for extra in ([], ["--batch", "10"]):
+            with self.subTest(extra=extra), tempfile.TemporaryDirectory() as d:
+                out = os.path.join(d, "r.json")
+                p = subprocess.run([BIN, "bench", "--embedded", "--connections", "2",
+                                    "--duration", "1.5", "--warmup", "0", "--quiet",
+                                    "--no-terminal-check", "--json", out, "--server-args",
+                                    "--active-orders-max 5 --partitions 1 --sim-latency-ms merchant=5000"]
+                                   + extra, capture_output=True, text=True, timeout=120)
+                self.assertEqual(p.returncode, 0, p.stderr + p.stdout)
+                with open(out) as f:
+                    r = json.load(f)
+                self.assertEqual(r["orders_acknowledged"], 5)
+                self.assertGreater(r["errors"].get("overloaded", 0), 0)
+                self.assertGreaterEqual(r["waits_after_shed"], 2)  # each connection waited
+                self.assertLessEqual(r["waits_after_shed"], 6)     # ~1 s each within 1.5 s
+                self.assertIn("waits as the server asked", p.stdout)
+
+    def test_no_waits_below_the_limit(self):
+        with tempfile.TemporaryDirectory() as d:
+            out = os.path.join(d, "r.json")
+            p = subprocess.run([BIN, "bench", "--embedded", "--orders", "50", "--connections", "2",
+                                "--warmup", "0", "--quiet", "--json", out],
+                               capture_output=True, text=True, timeout=120)
+            self.assertEqual(p.returncode, 0, p.stderr + p.stdout)
+            with open(out) as f:
+                r = json.load(f)
+            self.assertEqual(r["orders_acknowledged"], 50)
+            self.assertEqual(r["errors"], {})
+            self.assertEqual(r["waits_after_shed"], 0)
+
     def test_no_server_reports_errors_and_zero_rates(self):
         s = socket.socket()
         s.bind(("127.0.0.1", 0))
