@@ -40,8 +40,9 @@ std::optional<uint64_t> parse_rfc3339_ms(std::string_view s) {
   };
   const int year = num(0, 4), mon = num(5, 2), day = num(8, 2), hour = num(11, 2),
             min = num(14, 2), sec = num(17, 2), ms = with_ms ? num(20, 3) : 0;
-  if (year < 1970 || mon < 1 || mon > 12 || day < 1 || hour > 23 || min > 59 || sec > 59 ||
-      ms < 0) {
+  // (num gives -1 for a field with a non-digit: every field is checked for it.)
+  if (year < 1970 || mon < 1 || mon > 12 || day < 1 || hour < 0 || hour > 23 || min < 0 ||
+      min > 59 || sec < 0 || sec > 59 || ms < 0) {
     return std::nullopt;
   }
   std::tm tm{};
