@@ -455,10 +455,10 @@ void render_event(const Event& e, const OrderRequest& placed, std::string& out) 
     return;
   }
   w.begin_object();
+  auto step_fields = [&] { w.field("stage", stage_name(e.stage)).field("action", action_name(e.action)); };
   auto effect_fields = [&] {
-    w.field("stage", stage_name(e.stage))
-        .field("action", action_name(e.action))
-        .field("attempt", e.attempt)
+    step_fields();
+    w.field("attempt", e.attempt)
         .field("idempotency_key", effect_idempotency_key(e.order_id, e.stage, e.action));
   };
   switch (e.type) {
@@ -483,7 +483,7 @@ void render_event(const Event& e, const OrderRequest& placed, std::string& out) 
       w.field("code", e.code).field("message", e.message).field("retryable", e.retryable);
       break;
     case EventType::redriven:
-      w.field("stage", stage_name(e.stage)).field("action", action_name(e.action));
+      step_fields();
       break;
   }
   w.end_object();
