@@ -7,6 +7,7 @@
 #include <rocksdb/table.h>
 #include <rocksdb/write_batch.h>
 
+#include <cstring>
 #include <unordered_map>
 
 #include "storage/codec.h"
@@ -112,7 +113,11 @@ void append_desc_id(std::string& k, OrderId id) {
 
 // Index keys share a prefix per (tenant, kind, value) and new entries of a prefix arrive in
 // roughly descending order of their (complemented) id suffix, i.e. each next to the previous
-// one: the prefix lets the memtable remember the last insert position per index.
+// one: the prefix lets the memtable remember the last insert position per index. Not per
+// customer: a memtable holds about one order of each, so the remembered position is never
+// used again, and the memtable's map of positions grows by an entry per order. (At 12,000
+// orders/s, means of four interleaved runs: memtable inserts, the map included, 8.3 → 7.7 µs
+// of the partition writers' CPU per order; the map alone 1.9 → 1.2.)
 class IndexPrefix final : public rocksdb::SliceTransform {
  public:
   const char* Name() const override { return "orderflow.IndexPrefix"; }
@@ -120,7 +125,12 @@ class IndexPrefix final : public rocksdb::SliceTransform {
     return rocksdb::Slice(key.data(), key.size() - OrderId::kByteLength);
   }
   bool InDomain(const rocksdb::Slice& key) const override {
-    return key.size() > OrderId::kByteLength;
+    if (key.size() <= OrderId::kByteLength) return false;
+    // tenant \0 kind \0 ...: the kind follows the first \0 (tenants cannot contain one).
+    const void* end_of_tenant = std::memchr(key.data(), '\0', key.size());
+    if (end_of_tenant == nullptr) return false;
+    const char* kind = static_cast<const char*>(end_of_tenant) + 1;
+    return kind < key.data() + key.size() && *kind != static_cast<char>(IndexKind::customer);
   }
 };
 
