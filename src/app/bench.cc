@@ -3,6 +3,7 @@
 #include <signal.h>
 #include <simdjson.h>
 #include <spawn.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -18,8 +19,10 @@
 #include <filesystem>
 #include <sstream>
 #include <fstream>
+#include <iterator>
 #include <map>
 #include <memory>
+#include <optional>
 #include <random>
 #include <string>
 #include <vector>
@@ -42,6 +45,47 @@ using SteadyClock = std::chrono::steady_clock;
 
 double seconds_between(SteadyClock::time_point a, SteadyClock::time_point b) {
   return std::chrono::duration<double>(b - a).count();
+}
+
+// CPU time used so far, in seconds: by this process (the load generator), by another
+// process (the embedded server: /proc/PID/stat, utime + stime), and by the machine as a
+// whole next to its wall time (/proc/stat: every field but idle and iowait is busy).
+struct CpuSample {
+  double self_s = 0;
+  std::optional<double> server_s;
+  double machine_busy_ticks = 0, machine_total_ticks = 0;
+};
+
+std::optional<double> process_cpu_seconds(pid_t pid) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
+  std::string stat((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  size_t paren = stat.rfind(')');  // the command name may hold spaces and parentheses
+  if (paren == std::string::npos) return std::nullopt;
+  std::istringstream fields(stat.substr(paren + 1));
+  std::string field;
+  double ticks = 0;
+  for (int i = 3; i <= 15 && fields >> field; ++i) {  // fields 14 and 15: utime, stime
+    if (i >= 14) ticks += std::strtod(field.c_str(), nullptr);
+  }
+  return ticks / static_cast<double>(sysconf(_SC_CLK_TCK));
+}
+
+CpuSample sample_cpu(pid_t server) {
+  CpuSample c;
+  rusage ru{};
+  getrusage(RUSAGE_SELF, &ru);
+  auto secs = [](timeval t) { return static_cast<double>(t.tv_sec) + static_cast<double>(t.tv_usec) / 1e6; };
+  c.self_s = secs(ru.ru_utime) + secs(ru.ru_stime);
+  if (server > 0) c.server_s = process_cpu_seconds(server);
+  std::ifstream in("/proc/stat");
+  std::string cpu;
+  in >> cpu;  // "cpu": the sum over all cores
+  double v = 0;
+  for (int i = 0; i < 10 && in >> v; ++i) {
+    c.machine_total_ticks += v;
+    if (i != 3 && i != 4) c.machine_busy_ticks += v;  // user nice system [idle iowait] irq ...
+  }
+  return c;
 }
 
 // A string value after `"name":"` in a JSON text, or empty (enough for our own responses).
@@ -584,7 +628,20 @@ int bench(const BenchOptions& in) {
   }
 
   Load load(o, host, port, seed, run_id);
+  const CpuSample cpu0 = sample_cpu(embedded.pid);
   Results r = load.run();
+  const CpuSample cpu1 = sample_cpu(embedded.pid);
+  // CPU per order acknowledged during the load (warm-up included on both sides); none
+  // without orders, and none for a server that is not our child.
+  std::optional<double> client_us, server_us;
+  if (r.orders_acked > 0) {
+    const double per_order = 1e6 / static_cast<double>(r.orders_acked);
+    client_us = (cpu1.self_s - cpu0.self_s) * per_order;
+    if (cpu0.server_s && cpu1.server_s) server_us = (*cpu1.server_s - *cpu0.server_s) * per_order;
+  }
+  const double total_ticks = cpu1.machine_total_ticks - cpu0.machine_total_ticks;
+  const double machine_busy =
+      total_ticks > 0 ? (cpu1.machine_busy_ticks - cpu0.machine_busy_ticks) / total_ticks : 0;
   double secs = load.measured_seconds();
   double load_secs = load.total_seconds();
   const uint64_t load_end_ms = SystemClock().now_ms();
@@ -616,6 +673,11 @@ int bench(const BenchOptions& in) {
                 static_cast<unsigned long long>(r.waits));
   }
   std::printf("\n");
+  if (client_us) {
+    std::printf("cpu during the load, per acknowledged order: ");
+    if (server_us) std::printf("server %.1f us, ", *server_us);
+    std::printf("load generator %.1f us; machine %.0f%% busy\n", *client_us, 100 * machine_busy);
+  }
   if (o.check_terminal) {
     uint64_t delivered = term.by_status.count("delivered") ? term.by_status.at("delivered") : 0;
     const double pipeline_secs = load_secs + drain_secs;
@@ -657,6 +719,12 @@ int bench(const BenchOptions& in) {
     for (auto& [k, v] : r.errors) w.field(k, v);
     w.end_object();
     w.field("waits_after_shed", r.waits);
+    auto number_or_null = [](std::optional<double> v) { return v ? std::to_string(*v) : "null"; };
+    w.key("cpu_us_per_order").begin_object();
+    w.key("server").raw(number_or_null(server_us));
+    w.key("load_generator").raw(number_or_null(client_us));
+    w.end_object();
+    w.key("machine_busy").raw(std::to_string(machine_busy));
     if (o.check_terminal) {
       w.key("terminal").begin_object().field("checked", term.checked)
           .field("not_terminal", term.not_terminal_count);

@@ -27,6 +27,17 @@ class BenchTest(unittest.TestCase):
             self.assertEqual(r["terminal"]["by_status"], {"delivered": 300})
             self.assertGreater(r["terminal"]["delivered_per_s"], 0)
             self.assertIn("pipeline:", p.stdout)
+            # CPU during the load: the embedded server's (its own process) and the load
+            # generator's, per acknowledged order, and how busy the machine was.
+            cpu = r["cpu_us_per_order"]
+            self.assertGreater(cpu["server"], 0)
+            self.assertLess(cpu["server"], 1e6)  # under a second of CPU per order
+            self.assertGreater(cpu["load_generator"], 0)
+            self.assertLess(cpu["load_generator"], 1e6)
+            self.assertGreater(r["machine_busy"], 0)
+            self.assertLessEqual(r["machine_busy"], 1)
+            self.assertRegex(p.stdout, r"cpu during the load, per acknowledged order: server [0-9.]+ us, "
+                                       r"load generator [0-9.]+ us; machine [0-9]+% busy")
             # The pipeline's time ends when its last order ended, which the check saw, so the
             # drain is within the check's duration; the rate is over load plus drain.
             t = r["terminal"]
@@ -106,6 +117,9 @@ class BenchTest(unittest.TestCase):
             self.assertEqual(r["terminal"]["delivered_per_s"], 0)
             self.assertGreaterEqual(r["terminal"]["load_s"], 0)
             self.assertIn("pipeline: 0 orders", p.stdout)
+            # No orders, and a server that is not the bench's child: no CPU per order.
+            self.assertEqual(r["cpu_us_per_order"], {"server": None, "load_generator": None})
+            self.assertNotIn("cpu during the load", p.stdout)
 
 
 class BenchReportTest(unittest.TestCase):
@@ -114,10 +128,14 @@ class BenchReportTest(unittest.TestCase):
     REPORT = os.path.join(os.path.dirname(__file__), "..", "..", "bench", "report.py")
 
     def test_a_run_becomes_a_table_json_and_chart(self):
-        def pipeline(rate):
-            return {"terminal": {"delivered_per_s": rate, "drain_s": 0.1, "check_s": 2.0}}
+        def pipeline(rate, cpu=None):
+            doc = {"terminal": {"delivered_per_s": rate, "drain_s": 0.1, "check_s": 2.0}}
+            if cpu:
+                doc["cpu_us_per_order"] = {"server": cpu[0], "load_generator": cpu[1]}
+                doc["machine_busy"] = 0.95
+            return doc
         with tempfile.TemporaryDirectory() as work, tempfile.TemporaryDirectory() as out:
-            for name, doc in (("pipeline.json", pipeline(20000.0)),
+            for name, doc in (("pipeline.json", pipeline(20000.0, cpu=(61.2, 9.4))),
                               ("pipeline_batched.json", pipeline(30000.0)),
                               ("latency.json", {"latency_ms": {"p99": 4.0}, "target_rate": 10000}),
                               ("latency_creates.json", {"latency_ms": {"p99": 12.0}, "target_rate": 11000})):
@@ -137,6 +155,10 @@ class BenchReportTest(unittest.TestCase):
             self.assertFalse(rows["full pipeline vs PostgreSQL"]["met"])
             self.assertAlmostEqual(rows["same, orders placed in batches of 100"]["value"], 30.0)
             self.assertIsNone(rows["same, orders placed in batches of 100"]["met"])
+            # The CPU per order goes with the row when the run measured it (not the batched run here).
+            self.assertIn("CPU per order: server 61 us, load generator 9 us, machine 95% busy",
+                          rows["full pipeline vs PostgreSQL"]["detail"])
+            self.assertNotIn("CPU", rows["same, orders placed in batches of 100"]["detail"])
             self.assertAlmostEqual(rows["single-order creates vs nginx static"]["value"], 0.2)
             self.assertTrue(rows["GET by id vs /healthz"]["met"])
             self.assertTrue(rows["create p99 at 50% of max sustainable rate"]["met"])
