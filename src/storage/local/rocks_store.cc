@@ -116,8 +116,8 @@ void append_desc_id(std::string& k, OrderId id) {
 // one: the prefix lets the memtable remember the last insert position per index. Not per
 // customer: a memtable holds about one order of each, so the remembered position is never
 // used again, and the memtable's map of positions grows by an entry per order. (At 12,000
-// orders/s, means of four interleaved runs: memtable inserts, the map included, 8.3 → 7.7 µs
-// of the partition writers' CPU per order; the map alone 1.9 → 1.2.)
+// orders/s: memtable inserts, the map included, 8.4 → 7.6 µs of the partition writers' CPU
+// per order; at saturation the server's CPU per order 68.1 → 63.7 µs; docs/performance.md.)
 class IndexPrefix final : public rocksdb::SliceTransform {
  public:
   const char* Name() const override { return "orderflow.IndexPrefix"; }
