@@ -47,9 +47,10 @@ double seconds_between(SteadyClock::time_point a, SteadyClock::time_point b) {
   return std::chrono::duration<double>(b - a).count();
 }
 
-// CPU time used so far, in seconds: by this process (the load generator), by another
-// process (the embedded server: /proc/PID/stat, utime + stime), and by the machine as a
-// whole next to its wall time (/proc/stat: every field but idle and iowait is busy).
+// CPU time used so far: by this process (the load generator), by another process (the
+// embedded server: /proc/PID/stat, utime + stime), and by the machine as a whole (/proc/stat's
+// first eight fields; busy is all but idle, iowait and steal — guest time, the last two fields,
+// is counted in user and nice already).
 struct CpuSample {
   double self_s = 0;
   std::optional<double> server_s;
@@ -81,9 +82,9 @@ CpuSample sample_cpu(pid_t server) {
   std::string cpu;
   in >> cpu;  // "cpu": the sum over all cores
   double v = 0;
-  for (int i = 0; i < 10 && in >> v; ++i) {
+  for (int i = 0; i < 8 && in >> v; ++i) {  // user nice system idle iowait irq softirq steal
     c.machine_total_ticks += v;
-    if (i != 3 && i != 4) c.machine_busy_ticks += v;  // user nice system [idle iowait] irq ...
+    if (i != 3 && i != 4 && i != 7) c.machine_busy_ticks += v;
   }
   return c;
 }
