@@ -85,12 +85,14 @@ p99 = latency.get("latency_ms", {}).get("p99")
 rss_mib = num("rss_peak_kb") / 1024 if num("rss_peak_kb") else None
 restart_s = num("restart_s")
 
-def cpu_detail(run):
-    """The server's and the load generator's CPU per order during the load, when measured."""
+def pipeline_detail(rate, run):
+    """A pipeline run against PostgreSQL's, with the server's and the load generator's CPU per
+    order during the load when the run measured them."""
+    text = f"{rate or 0:.0f} vs {pg_rate or 0:.0f} delivered orders/s"
     cpu = run.get("cpu_us_per_order") or {}
     if cpu.get("server") is None:
-        return ""
-    return (f"; CPU per order: server {cpu['server']:.0f} us, load generator "
+        return text
+    return (text + f"; CPU per order: server {cpu['server']:.0f} us, load generator "
             f"{cpu.get('load_generator', 0):.0f} us, machine {100 * run.get('machine_busy', 0):.0f}% busy")
 
 
@@ -103,12 +105,11 @@ def latency_detail(run):
 rows = [
     # name, value, unit, reference, goal text, goal check
     ("full pipeline vs PostgreSQL", ratio(of_pipeline, pg_rate), "x",
-     f"{of_pipeline or 0:.0f} vs {pg_rate or 0:.0f} delivered orders/s" + cpu_detail(pipeline), ">= 50x",
+     pipeline_detail(of_pipeline, pipeline), ">= 50x",
      lambda v: v >= 50),
     # The same pipeline with orders placed 100 to a request: less HTTP per order.
     ("  same, orders placed in batches of 100", ratio(of_batched, pg_rate), "x",
-     f"{of_batched or 0:.0f} vs {pg_rate or 0:.0f} delivered orders/s" + cpu_detail(pipeline_batched),
-     "(reference)", None),
+     pipeline_detail(of_batched, pipeline_batched), "(reference)", None),
     ("single-order creates vs nginx static", ratio(create_rps, nginx_rps), "x",
      f"{create_rps or 0:.0f} vs {nginx_rps or 0:.0f} requests/s", ">= 0.30x", lambda v: v >= 0.30),
     ("GET by id vs /healthz", ratio(get_rps, health_rps), "x",

@@ -649,6 +649,10 @@ int bench(const BenchOptions& in) {
   TerminalReport term;
   if (o.check_terminal) term = check_terminal(o, host, port, r.ids);
   const double drain_secs = term.drain_after(load_end_ms);
+  // The pipeline's rate: orders delivered over the load and its drain.
+  const uint64_t delivered = term.by_status.count("delivered") ? term.by_status.at("delivered") : 0;
+  const double pipeline_secs = load_secs + drain_secs;
+  const double delivered_per_s = pipeline_secs > 0 ? static_cast<double>(delivered) / pipeline_secs : 0.0;
   if (o.embedded) stop_embedded(embedded);
 
   const auto& h = r.latency_us;
@@ -680,12 +684,9 @@ int bench(const BenchOptions& in) {
     std::printf("load generator %.1f us; machine %.0f%% busy\n", *client_us, 100 * machine_busy);
   }
   if (o.check_terminal) {
-    uint64_t delivered = term.by_status.count("delivered") ? term.by_status.at("delivered") : 0;
-    const double pipeline_secs = load_secs + drain_secs;
     std::printf("pipeline: %.0f orders placed and delivered per second (%llu delivered in %.1f s "
                 "of load plus %.1f s until the last one ended; checked in %.1f s)\n",
-                pipeline_secs > 0 ? static_cast<double>(delivered) / pipeline_secs : 0.0,
-                static_cast<unsigned long long>(delivered), load_secs, drain_secs, term.seconds);
+                delivered_per_s, static_cast<unsigned long long>(delivered), load_secs, drain_secs, term.seconds);
     std::printf("terminal check: %llu acknowledged orders, %llu not terminal after %.1f s;",
                 static_cast<unsigned long long>(term.checked),
                 static_cast<unsigned long long>(term.not_terminal_count), term.seconds);
@@ -732,12 +733,10 @@ int bench(const BenchOptions& in) {
       w.key("by_status").begin_object();
       for (auto& [k, v] : term.by_status) w.field(k, v);
       w.end_object();
-      uint64_t delivered = term.by_status.count("delivered") ? term.by_status.at("delivered") : 0;
       w.key("drain_s").raw(std::to_string(drain_secs));
       w.key("check_s").raw(std::to_string(term.seconds));
       w.key("load_s").raw(std::to_string(load_secs));
-      const double pipeline_secs = load_secs + drain_secs;
-      w.key("delivered_per_s").raw(std::to_string(pipeline_secs > 0 ? static_cast<double>(delivered) / pipeline_secs : 0.0));
+      w.key("delivered_per_s").raw(std::to_string(delivered_per_s));
       w.key("not_terminal_ids").begin_array();
       for (auto& id : term.not_terminal) w.value(id);
       w.end_array().end_object();

@@ -197,12 +197,8 @@ struct Simulators::Impl {
     return n;
   }
   void remember_stock(const std::string& sku, std::optional<int64_t> n) {
-    if (auto it = stock_cache.find(sku); it != stock_cache.end()) {
-      it->second = n;
-      return;
-    }
-    if (stock_cache.size() >= options.stock_cache_max) stock_cache.clear();
-    stock_cache.emplace(sku, n);
+    if (stock_cache.size() >= options.stock_cache_max && !stock_cache.contains(sku)) stock_cache.clear();
+    stock_cache.insert_or_assign(sku, n);
   }
   void set_stock(const std::string& sku, int64_t n) {
     std::string v(8, '\0');
