@@ -1,9 +1,10 @@
 // The HTTP/1.1 server (Boost.Beast over Asio): keep-alive, bounded connections, bodies and
 // headers; every request goes to one Handler.
 //
-// Threads: `io_threads` threads run one io_context; each connection is served on its own
-// strand, one request at a time (pipelined requests wait their turn). A handler may answer
-// from any thread: the response is posted back to the connection's strand.
+// Threads: `io_threads` threads, each running an io_context of its own; connections are
+// handed to the threads in turn as they are accepted, and each is served by its thread only,
+// one request at a time (pipelined requests wait their turn). A handler may answer from any
+// thread: the response is posted back to the connection's thread.
 #pragma once
 
 #include <cstdint>
