@@ -205,15 +205,33 @@ class Session : public std::enable_shared_from_this<Session> {
 
   void write(Response r) {
     if (r.stream) return write_stream_head(std::move(r));
-    res_.emplace(static_cast<bhttp::status>(r.status), req_.version() ? req_.version() : 11);
-    res_->set(bhttp::field::content_type, "application/json");
-    for (auto& [name, value] : r.headers) res_->set(name, value);
-    res_->body() = std::move(r.body);
-    res_->keep_alive(keep_alive_ && !r.close);
-    res_->prepare_payload();
+    // The head is written by hand (status line, the handler's headers, Content-Type unless
+    // the handler set one, Content-Length, Connection when it differs from the version's
+    // default) and sent with the body in one gather write: Beast's serializer walked a
+    // buffer sequence per field and allocated a node per field (docs/performance.md).
+    const unsigned version = req_.version() == 10 ? 10 : 11;
+    close_after_write_ = !(keep_alive_ && !r.close);
+    head_.assign(version == 10 ? "HTTP/1.0 " : "HTTP/1.1 ");
+    head_ += std::to_string(r.status);
+    head_ += ' ';
+    head_ += sv(bhttp::obsolete_reason(static_cast<bhttp::status>(r.status)));
+    head_ += "\r\n";
+    bool typed = false;
+    for (const auto& [name, value] : r.headers) {
+      typed = typed || beast::iequals(name, "Content-Type");
+      head_.append(name).append(": ").append(value).append("\r\n");
+    }
+    if (!typed) head_ += "Content-Type: application/json\r\n";
+    head_ += "Content-Length: ";
+    head_ += std::to_string(r.body.size());
+    head_ += "\r\n";
+    if (close_after_write_ && version == 11) head_ += "Connection: close\r\n";
+    if (!close_after_write_ && version == 10) head_ += "Connection: keep-alive\r\n";
+    head_ += "\r\n";
+    body_ = std::move(r.body);
     stream_.expires_after(std::chrono::seconds(server_.options.idle_timeout_s));
-    bhttp::async_write(stream_, *res_,
-                       beast::bind_front_handler(&Session::on_write, shared_from_this()));
+    asio::async_write(stream_, std::array{asio::buffer(head_), asio::buffer(body_)},
+                      beast::bind_front_handler(&Session::on_write, shared_from_this()));
   }
 
   void on_write(beast::error_code ec, size_t) {
@@ -221,8 +239,8 @@ class Session : public std::enable_shared_from_this<Session> {
       handled_ = false;
       server_.in_flight.fetch_sub(1, std::memory_order_relaxed);
     }
-    if (ec || !res_->keep_alive()) return close();
-    res_.reset();
+    if (ec || close_after_write_) return close();
+    body_ = {};  // a large body is not kept for the life of the connection
     req_ = {};
     do_read();
   }
@@ -342,7 +360,9 @@ class Session : public std::enable_shared_from_this<Session> {
   std::optional<bhttp::request_parser<bhttp::string_body>> parser_;
   bhttp::request<bhttp::string_body> req_;
   std::optional<bhttp::response<bhttp::empty_body>> continue_;
-  std::optional<bhttp::response<bhttp::string_body>> res_;
+  std::string head_;  // the response being written: its head, then its body
+  std::string body_;
+  bool close_after_write_ = false;
   bool keep_alive_ = true;
   bool handled_ = false;
   size_t body_limit_ = 0;

@@ -258,6 +258,53 @@ class ProtocolTest(ServerTest):
         self.assertIn(b"invalid_argument", data)
         self.assertEqual(self.c.get("/healthz", key=None).status, 200)
 
+    def exchange(self, raw):
+        """Sends raw bytes on a new connection; returns (head lines, body, closed by the server)."""
+        s = socket.create_connection(("127.0.0.1", self.port), timeout=10)
+        s.sendall(raw)
+        data = b""
+        while b"\r\n\r\n" not in data:
+            data += s.recv(4096)
+        head, _, body = data.partition(b"\r\n\r\n")
+        lines = head.decode().split("\r\n")
+        length = int(next(l.split(":")[1] for l in lines if l.lower().startswith("content-length:")))
+        while len(body) < length:
+            body += s.recv(4096)
+        s.settimeout(2)
+        try:
+            closed = s.recv(1) == b""
+        except socket.timeout:
+            closed = False
+        s.close()
+        return lines, body, closed
+
+    def test_response_head_by_version_and_connection(self):
+        def fields(lines):
+            return [l.split(":")[0].lower() for l in lines[1:]]
+        # HTTP/1.1: keep-alive by default, no Connection field; JSON unless the route says else.
+        lines, body, closed = self.exchange(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        self.assertEqual(lines[0], "HTTP/1.1 200 OK")
+        self.assertIn("Content-Type: application/json", lines)
+        self.assertEqual(body, b'{"status":"ok"}')
+        self.assertNotIn("connection", fields(lines))
+        self.assertFalse(closed)
+        lines, _, closed = self.exchange(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        self.assertIn("Connection: close", lines)
+        self.assertTrue(closed)
+        # HTTP/1.0: closes unless asked to keep alive, and then says so.
+        lines, _, closed = self.exchange(b"GET /healthz HTTP/1.0\r\n\r\n")
+        self.assertEqual(lines[0], "HTTP/1.0 200 OK")
+        self.assertNotIn("connection", fields(lines))
+        self.assertTrue(closed)
+        lines, _, closed = self.exchange(b"GET /healthz HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
+        self.assertIn("Connection: keep-alive", lines)
+        self.assertFalse(closed)
+        # A route's own Content-Type replaces the default: one Content-Type field.
+        lines, body, _ = self.exchange(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+        self.assertEqual(fields(lines).count("content-type"), 1)
+        self.assertIn("Content-Type: text/plain; version=0.0.4; charset=utf-8", lines)
+        self.assertIn(b"orderflow_", body)
+
     def test_connection_limit_both_sides(self):
         # self.c is one connection; two more reach the limit of 3, a fourth is refused.
         self.assertEqual(self.c.get("/healthz", key=None).status, 200)
