@@ -3,6 +3,7 @@
 #include <simdjson.h>
 
 #include <algorithm>
+#include <optional>
 
 #include "core/clock.h"
 #include "core/json_writer.h"
@@ -14,9 +15,26 @@ namespace {
 using simdjson::dom::element;
 using simdjson::dom::element_type;
 
+// A field's path (`tip_cents`, `items[3].sku`, `metadata.channel`), put together only when a
+// violation names it: validating a valid order builds no strings (it did, for every field,
+// and that was most of the parse's time: docs/performance.md).
+struct Path {
+  std::string_view head;                // a top-level field
+  int64_t index = -1;                   // then [index], for an element of an array
+  std::optional<std::string_view> key;  // then .key, for a member of an object
+
+  std::string str() const {
+    std::string s(head);
+    if (index >= 0) s.append("[").append(std::to_string(index)).append("]");
+    if (key) s.append(".").append(*key);
+    return s;
+  }
+};
+
 // Collects violations while walking a document.
 class Violations {
  public:
+  void add(const Path& field, std::string reason) { add(field.str(), std::move(reason)); }
   void add(std::string field, std::string reason) {
     // Bound the error report itself: a 64 KiB body can hold thousands of bad fields.
     if (list_.size() < kMax) list_.push_back({std::move(field), std::move(reason)});
@@ -41,28 +59,18 @@ bool token_char(char c) {
 const char* kTokenRule = "must be 1-64 characters of [A-Za-z0-9._:-]";
 
 // Reads an integer field strictly: JSON integers only (no 1.5, 1e3 or "2").
-bool read_int(element e, const std::string& path, int64_t lo, int64_t hi, Violations& v,
+bool read_int(element e, const Path& path, int64_t lo, int64_t hi, Violations& v,
               int64_t& out) {
-  std::string range = "must be an integer from " + std::to_string(lo) + " to " + std::to_string(hi);
-  switch (e.type()) {
-    case element_type::INT64:
-      out = int64_t(e);
-      break;
-    case element_type::UINT64:  // larger than INT64_MAX: out of range
-      v.add(path, range);
-      return false;
-    default:
-      v.add(path, range);
-      return false;
+  // A UINT64 is larger than INT64_MAX: out of range like any other number outside [lo, hi].
+  if (e.type() == element_type::INT64) {
+    out = int64_t(e);
+    if (out >= lo && out <= hi) return true;
   }
-  if (out < lo || out > hi) {
-    v.add(path, range);
-    return false;
-  }
-  return true;
+  v.add(path, "must be an integer from " + std::to_string(lo) + " to " + std::to_string(hi));
+  return false;
 }
 
-bool read_string(element e, const std::string& path, Violations& v, std::string_view& out) {
+bool read_string(element e, const Path& path, Violations& v, std::string_view& out) {
   if (e.type() != element_type::STRING) {
     v.add(path, "must be a string");
     return false;
@@ -71,7 +79,7 @@ bool read_string(element e, const std::string& path, Violations& v, std::string_
   return true;
 }
 
-void read_token(element e, const std::string& path, Violations& v, std::string& out) {
+void read_token(element e, const Path& path, Violations& v, std::string& out) {
   std::string_view s;
   if (!read_string(e, path, v, s)) return;
   if (!is_valid_token(s, OrderLimits::id_chars_max)) {
@@ -81,7 +89,7 @@ void read_token(element e, const std::string& path, Violations& v, std::string& 
   out.assign(s);
 }
 
-void read_text(element e, const std::string& path, size_t min_chars, size_t max_chars,
+void read_text(element e, const Path& path, size_t min_chars, size_t max_chars,
                Violations& v, std::string& out) {
   std::string_view s;
   if (!read_string(e, path, v, s)) return;
@@ -111,16 +119,16 @@ simdjson::dom::parser& thread_parser() {
   return parser;
 }
 
-void parse_item(element e, const std::string& path, Violations& v, LineItem& item) {
+void parse_item(element e, int64_t index, Violations& v, LineItem& item) {
   simdjson::dom::object obj;
   if (e.get_object().get(obj)) {
-    v.add(path, "must be an object");
+    v.add(Path{"items", index}, "must be an object");
     return;
   }
   bool has_sku = false, has_qty = false, has_price = false;
   for (auto field : obj) {
     std::string_view k = field.key;
-    std::string p = path + "." + std::string(k);
+    Path p{"items", index, k};
     if (k == "sku") {
       if (has_sku) { v.add(p, "duplicate field"); continue; }
       has_sku = true;
@@ -138,9 +146,9 @@ void parse_item(element e, const std::string& path, Violations& v, LineItem& ite
       v.add(p, "unknown field");
     }
   }
-  if (!has_sku) v.add(path + ".sku", "is required");
-  if (!has_qty) v.add(path + ".quantity", "is required");
-  if (!has_price) v.add(path + ".unit_price_cents", "is required");
+  if (!has_sku) v.add(Path{"items", index, "sku"}, "is required");
+  if (!has_qty) v.add(Path{"items", index, "quantity"}, "is required");
+  if (!has_price) v.add(Path{"items", index, "unit_price_cents"}, "is required");
 }
 
 }  // namespace
@@ -251,7 +259,7 @@ Result<OrderRequest> parse_order_element(element doc, const std::string& prefix)
     for (int i = 0; i < kN; ++i) {
       if (k == kNames[i]) f = i;
     }
-    std::string path(k);
+    Path path{k};
     if (f < 0) {
       v.add(path, "unknown field");
       continue;
@@ -298,7 +306,7 @@ Result<OrderRequest> parse_order_element(element doc, const std::string& prefix)
         req.items.resize(n);
         size_t i = 0;
         for (element item : arr) {
-          parse_item(item, "items[" + std::to_string(i) + "]", v, req.items[i]);
+          parse_item(item, static_cast<int64_t>(i), v, req.items[i]);
           ++i;
         }
         break;
@@ -315,7 +323,7 @@ Result<OrderRequest> parse_order_element(element doc, const std::string& prefix)
         }
         for (auto entry : m) {
           std::string_view mk = entry.key;
-          std::string p = "metadata." + std::string(mk);
+          Path p{"metadata", -1, mk};
           size_t kn = utf8_length(mk);
           if (kn < 1 || kn > OrderLimits::metadata_key_chars_max) {
             v.add(p, "key must be 1-64 characters");
@@ -375,7 +383,7 @@ Result<std::string> parse_cancel_request(std::string_view body) {
       v.add("reason", "duplicate field");
     } else {
       seen = true;
-      read_text(field.value, "reason", 0, OrderLimits::cancel_reason_chars_max, v, reason);
+      read_text(field.value, Path{"reason"}, 0, OrderLimits::cancel_reason_chars_max, v, reason);
     }
   }
   if (!v.empty()) return std::move(v).to_error();
