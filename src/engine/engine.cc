@@ -6,7 +6,6 @@
 #include <algorithm>
 #include <tuple>
 #include <queue>
-#include <set>
 #include <thread>
 #include <unordered_map>
 
@@ -57,7 +56,7 @@ class Partition {
       OrderId id = o.id;
       Live& live = active_.emplace(id, Live{std::move(o), {}}).first->second;
       count_status(live.order.status, +1);
-      index_status(live.order, std::nullopt);
+      index_status(live, std::nullopt);
       index_stage(live);
     }
     active_count_.store(active_.size(), std::memory_order_relaxed);
@@ -111,10 +110,17 @@ class Partition {
   int64_t stuck(Stage s) const { return stuck_counts_[static_cast<int>(s)].load(std::memory_order_relaxed); }
 
  private:
-  // An order in progress, and its place in the stage index.
+  struct Live;
+  // The status index's lists of one tenant, one per status.
+  using StatusLists = std::array<std::vector<Live*>, kOrderStatusCount>;
+
+  // An order in progress, and its places in the stage and status indexes.
   struct Live {
     Order order;
     std::optional<std::pair<Stage, uint64_t>> staged;  // (stage, entered at) in by_stage_
+    uint32_t stage_pos = 0;                // its entry in by_stage_[stage], while staged
+    StatusLists* status_lists = nullptr;   // its tenant's lists in by_status_, once indexed
+    uint32_t status_pos = 0;               // its entry in the list of its status
   };
 
   // An order changed in a batch, and its status before the batch (nullopt: created). Live
@@ -292,7 +298,7 @@ class Partition {
       if (!t.before || *t.before != o.status) {
         if (t.before) count_status(*t.before, -1);
         count_status(o.status, +1);
-        index_status(o, t.before);
+        index_status(*t.live, t.before);
       }
       index_stage(*t.live);
       if (is_terminal(o.status)) active_.erase(id);
@@ -306,28 +312,50 @@ class Partition {
     status_counts_[static_cast<int>(s)].fetch_add(delta, std::memory_order_relaxed);
   }
 
-  // Keeps the status index (tenant, status → ids of orders in progress) in step with an order
-  // whose status moved from `before` (nullopt: new, or loaded at start).
-  void index_status(const Order& o, std::optional<OrderStatus> before) {
-    if (before && !is_terminal(*before)) {
-      auto it = by_status_.find(o.tenant);
-      if (it != by_status_.end()) it->second[static_cast<int>(*before)].erase(o.id);
-    }
-    if (!is_terminal(o.status)) by_status_[o.tenant][static_cast<int>(o.status)].insert(o.id);
+  // The indexes are unordered lists with each order's position kept in its Live entry: a
+  // move is a swap with the last entry and a push, with no search, allocation or rebalancing
+  // (ordered sets cost ~5% of a writer's time: docs/performance.md). Queries, which are rare,
+  // sort what they select.
+  template <typename Entry, typename Pos>
+  static void remove_at(std::vector<Entry>& list, uint32_t pos, Pos pos_of) {
+    list[pos] = list.back();
+    pos_of(list[pos]) = pos;
+    list.pop_back();
   }
 
+  // Keeps the status index (tenant, status → orders in progress) in step with an order whose
+  // status moved from `before` (nullopt: new, or loaded at start).
+  void index_status(Live& live, std::optional<OrderStatus> before) {
+    const Order& o = live.order;
+    if (before && !is_terminal(*before) && live.status_lists != nullptr) {
+      remove_at((*live.status_lists)[static_cast<int>(*before)], live.status_pos,
+                [](Live* l) -> uint32_t& { return l->status_pos; });
+    }
+    if (is_terminal(o.status)) return;
+    if (live.status_lists == nullptr) live.status_lists = &by_status_[o.tenant];
+    auto& list = (*live.status_lists)[static_cast<int>(o.status)];
+    live.status_pos = static_cast<uint32_t>(list.size());
+    list.push_back(&live);
+  }
+
+  // Newest first, after the cursor: the first limit + 1 that pass the filters.
   std::vector<Order> find_in_progress(const ListQuery& q) {
     std::vector<Order> out;
     auto it = by_status_.find(q.tenant);
     if (it == by_status_.end() || !q.status || is_terminal(*q.status)) return out;
-    const auto& ids = it->second[static_cast<int>(*q.status)];
-    auto from = q.after ? ids.upper_bound(*q.after) : ids.begin();  // newest first: ids < after
-    for (auto i = from; i != ids.end() && out.size() <= q.limit; ++i) {
-      const Order& o = active_.at(*i).order;
+    std::vector<const Order*> picked;
+    for (const Live* l : it->second[static_cast<int>(*q.status)]) {
+      const Order& o = l->order;
+      if (q.after && !(o.id < *q.after)) continue;
       if (q.customer_id && o.request.customer_id != *q.customer_id) continue;
       if (q.merchant_id && o.request.merchant_id != *q.merchant_id) continue;
-      out.push_back(o);
+      picked.push_back(&o);
     }
+    const size_t n = std::min(picked.size(), q.limit + 1);
+    std::partial_sort(picked.begin(), picked.begin() + n, picked.end(),
+                      [](const Order* a, const Order* b) { return b->id < a->id; });
+    out.reserve(n);
+    for (size_t i = 0; i < n; ++i) out.push_back(*picked[i]);
     return out;
   }
 
@@ -340,8 +368,15 @@ class Partition {
       now.emplace(o.pipeline.effect->stage, o.pipeline.effect->started_ms);
     }
     if (now == live.staged) return;
-    if (live.staged) by_stage_[static_cast<int>(live.staged->first)].erase({live.staged->second, o.id});
-    if (now) by_stage_[static_cast<int>(now->first)].insert({now->second, o.id});
+    if (live.staged) {
+      remove_at(by_stage_[static_cast<int>(live.staged->first)], live.stage_pos,
+                [](Staged& e) -> uint32_t& { return e.live->stage_pos; });
+    }
+    if (now) {
+      auto& list = by_stage_[static_cast<int>(now->first)];
+      live.stage_pos = static_cast<uint32_t>(list.size());
+      list.push_back(Staged{now->second, o.id, &live});
+    }
     live.staged = now;
   }
 
@@ -349,26 +384,30 @@ class Partition {
     stuck_refreshed_ms_ = now;
     for (int s = 0; s < kStageCount; ++s) {
       uint64_t sla = options_.stage_sla_ms[s];
-      int64_t n = 0;
-      for (const auto& [since, id] : by_stage_[s]) {
-        if (since + sla >= now) break;  // oldest first: the rest are within their SLA
-        ++n;
-      }
+      int64_t n = std::count_if(by_stage_[s].begin(), by_stage_[s].end(),
+                                [&](const Staged& e) { return e.since + sla < now; });
       stuck_counts_[s].store(n, std::memory_order_relaxed);
     }
   }
 
+  // Per stage, the tenant's orders past the stage's SLA, oldest first, at most `limit`.
   std::vector<StuckOrder> find_stuck(const std::string& tenant, size_t limit, uint64_t now) {
     std::vector<StuckOrder> out;
+    std::vector<const Staged*> picked;
     for (int s = 0; s < kStageCount; ++s) {
       uint64_t sla = options_.stage_sla_ms[s];
-      size_t taken = 0;
-      for (const auto& [since, id] : by_stage_[s]) {
-        if (since + sla >= now || taken == limit) break;
-        const Order& o = active_.at(id).order;
-        if (o.tenant != tenant) continue;
-        out.push_back(StuckOrder{o, static_cast<Stage>(s), now - since, since});
-        ++taken;
+      picked.clear();
+      for (const Staged& e : by_stage_[s]) {
+        if (e.since + sla < now && e.live->order.tenant == tenant) picked.push_back(&e);
+      }
+      const size_t n = std::min(picked.size(), limit);
+      std::partial_sort(picked.begin(), picked.begin() + n, picked.end(),
+                        [](const Staged* a, const Staged* b) {
+                          return std::pair(a->since, a->id) < std::pair(b->since, b->id);
+                        });
+      for (size_t i = 0; i < n; ++i) {
+        const Staged& e = *picked[i];
+        out.push_back(StuckOrder{e.live->order, static_cast<Stage>(s), now - e.since, e.since});
       }
     }
     return out;
@@ -532,12 +571,18 @@ class Partition {
   std::atomic<size_t> active_count_{0};
   std::array<std::atomic<int64_t>, kOrderStatusCount> status_counts_{};
   std::array<std::atomic<int64_t>, kStageCount> stuck_counts_{};
-  // The stage index: per stage, (entered at, id) of the orders in it (each Live knows its entry).
-  std::array<std::set<std::pair<uint64_t, OrderId>>, kStageCount> by_stage_;
-  // The status index of the orders in progress: tenant → per status, ids newest first.
-  std::unordered_map<std::string,
-                     std::array<std::set<OrderId, std::greater<OrderId>>, kOrderStatusCount>>
-      by_status_;
+  // The stage index: per stage, (entered at, id) of the orders in it, in no order (each Live
+  // knows its entry's position).
+  struct Staged {
+    uint64_t since;
+    OrderId id;
+    Live* live;
+  };
+  std::array<std::vector<Staged>, kStageCount> by_stage_;
+  // The status index of the orders in progress: tenant → per status, the orders, in no order.
+  // (Live entries do not move while in active_, and tenants are never removed: the pointers
+  // each way stay valid.)
+  std::unordered_map<std::string, StatusLists> by_status_;
   uint64_t stuck_refreshed_ms_ = 0;
 
   mutable std::mutex mu_;

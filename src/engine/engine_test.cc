@@ -4,6 +4,7 @@
 
 #include <atomic>
 #include <future>
+#include <set>
 #include <condition_variable>
 #include <latch>
 #include <mutex>
@@ -486,6 +487,63 @@ TEST_F(EngineTest, ListsOrdersInProgressByStatusAcrossPartitionsNewestFirst) {
   by_customer.status = OrderStatus::cancelling;
   by_customer.customer_id = "c-1";
   EXPECT_EQ(list_in_progress(*engine_, by_customer)->orders.size(), 1u);  // i = 5
+}
+
+// The stage index keeps no order of its own (an entry leaving a stage is replaced by the
+// stage's last): the query must still give, per tenant, the orders longest in their stage
+// first, across stages and partitions.
+TEST_F(EngineTest, StuckOrdersOldestInStageFirstPerTenant) {
+  EngineOptions opts;
+  opts.stage_sla_ms.fill(5000);
+  start(opts);
+  const uint64_t t0 = clock_.now.load();
+  std::vector<OrderId> acme;
+  for (int i = 0; i < 16; ++i) {
+    clock_.now = t0 + 1000 * i;
+    auto placed = place("acme", "a" + std::to_string(i));
+    ASSERT_TRUE(placed.ok());
+    acme.push_back(placed->order.id);
+    clock_.now = t0 + 1000 * i + 500;
+    ASSERT_TRUE(place("other", "o" + std::to_string(i)).ok());
+  }
+  service_->wait_call(31);  // every order's first effect (inventory) is out
+  // At t0 + 20 s, every `other` order and the oldest `acme` order of each partition move on to
+  // payment: in each partition's inventory list the newest entry takes the oldest's place.
+  std::set<OrderId> moved;
+  std::set<uint16_t> partitions;
+  for (OrderId id : acme) {
+    if (partitions.insert(id.partition().value).second) moved.insert(id);
+  }
+  clock_.now = t0 + 20000;
+  size_t answered = 0;
+  for (size_t n = 0; n < 32; ++n) {
+    OrderId id = service_->wait_call(n).call.order_id;
+    if (moved.contains(id) || std::find(acme.begin(), acme.end(), id) == acme.end()) {
+      service_->answer(n);
+      ++answered;
+    }
+  }
+  service_->wait_call(31 + answered);
+  clock_.now = t0 + 100000;
+  auto stuck = [&](size_t limit) {
+    std::promise<Result<std::vector<StuckOrder>>> p;
+    engine_->stuck_orders("acme", limit,
+                          [&](Result<std::vector<StuckOrder>> r) { p.set_value(std::move(r)); });
+    auto r = p.get_future().get();
+    EXPECT_TRUE(r.ok());
+    std::vector<OrderId> ids;
+    for (const auto& s : *r) ids.push_back(s.order.id);
+    return ids;
+  };
+  std::vector<OrderId> expected;  // those left in inventory, oldest first, then those moved on
+  for (OrderId id : acme) {
+    if (!moved.contains(id)) expected.push_back(id);
+  }
+  expected.insert(expected.end(), moved.begin(), moved.end());  // same entry time: by id
+  for (size_t limit : {1, 2, 5, 100}) {
+    std::vector<OrderId> want(expected.begin(), expected.begin() + std::min(limit, expected.size()));
+    EXPECT_EQ(stuck(limit), want) << "limit " << limit;
+  }
 }
 
 // Queries take a queue slot while they wait and give it back: many more queries than the
