@@ -111,8 +111,13 @@ class Partition {
 
  private:
   struct Live;
-  // The status index's lists of one tenant, one per status.
-  using StatusLists = std::array<std::vector<Live*>, kOrderStatusCount>;
+  // The status index's lists of one tenant, one per status. The id is kept beside the entry
+  // so that a query's selection and sort read the list alone.
+  struct Listed {
+    OrderId id;
+    Live* live;
+  };
+  using StatusLists = std::array<std::vector<Listed>, kOrderStatusCount>;
 
   // An order in progress, and its places in the stage and status indexes.
   struct Live {
@@ -329,33 +334,36 @@ class Partition {
     const Order& o = live.order;
     if (before && !is_terminal(*before) && live.status_lists != nullptr) {
       remove_at((*live.status_lists)[static_cast<int>(*before)], live.status_pos,
-                [](Live* l) -> uint32_t& { return l->status_pos; });
+                [](Listed& e) -> uint32_t& { return e.live->status_pos; });
     }
     if (is_terminal(o.status)) return;
     if (live.status_lists == nullptr) live.status_lists = &by_status_[o.tenant];
     auto& list = (*live.status_lists)[static_cast<int>(o.status)];
     live.status_pos = static_cast<uint32_t>(list.size());
-    list.push_back(&live);
+    list.push_back(Listed{o.id, &live});
   }
 
-  // Newest first, after the cursor: the first limit + 1 that pass the filters.
+  // Newest first, after the cursor: the first limit + 1 that pass the filters. Without a
+  // customer or merchant filter only the limit + 1 newest are sorted; with one, all after the
+  // cursor are (at most --active-orders-max entries of 24 bytes), then checked newest first.
   std::vector<Order> find_in_progress(const ListQuery& q) {
     std::vector<Order> out;
     auto it = by_status_.find(q.tenant);
     if (it == by_status_.end() || !q.status || is_terminal(*q.status)) return out;
-    std::vector<const Order*> picked;
-    for (const Live* l : it->second[static_cast<int>(*q.status)]) {
-      const Order& o = l->order;
-      if (q.after && !(o.id < *q.after)) continue;
+    std::vector<Listed> picked;
+    for (const Listed& e : it->second[static_cast<int>(*q.status)]) {
+      if (!q.after || e.id < *q.after) picked.push_back(e);
+    }
+    const auto newest_first = [](const Listed& a, const Listed& b) { return b.id < a.id; };
+    const bool filtered = q.customer_id || q.merchant_id;
+    const size_t sorted = filtered ? picked.size() : std::min(picked.size(), q.limit + 1);
+    std::partial_sort(picked.begin(), picked.begin() + sorted, picked.end(), newest_first);
+    for (size_t i = 0; i < sorted && out.size() <= q.limit; ++i) {
+      const Order& o = picked[i].live->order;
       if (q.customer_id && o.request.customer_id != *q.customer_id) continue;
       if (q.merchant_id && o.request.merchant_id != *q.merchant_id) continue;
-      picked.push_back(&o);
+      out.push_back(o);
     }
-    const size_t n = std::min(picked.size(), q.limit + 1);
-    std::partial_sort(picked.begin(), picked.begin() + n, picked.end(),
-                      [](const Order* a, const Order* b) { return b->id < a->id; });
-    out.reserve(n);
-    for (size_t i = 0; i < n; ++i) out.push_back(*picked[i]);
     return out;
   }
 
