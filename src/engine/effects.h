@@ -3,6 +3,7 @@
 
 #include <functional>
 #include <string>
+#include <vector>
 
 #include "core/order.h"
 #include "core/order_machine.h"
@@ -24,6 +25,18 @@ class StageService {
   // unless the process stops first; the engine re-issues unanswered effects after a restart
   // under the same idempotency key, so a service must apply each key at most once.
   virtual void execute(EffectRequest request, const Order& order, EffectDone done) = 0;
+
+  // One of several effects handed over together.
+  struct Issued {
+    EffectRequest request;
+    const Order* order;  // valid during the call only, as for execute
+    EffectDone done;
+  };
+  // Starts several effects (a partition's batch): the same as execute for each in turn, which
+  // is what this does unless a service takes them more cheaply together. Moves from them.
+  virtual void execute_all(std::vector<Issued>& effects) {
+    for (Issued& e : effects) execute(std::move(e.request), *e.order, std::move(e.done));
+  }
 };
 
 }  // namespace orderflow

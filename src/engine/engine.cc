@@ -289,8 +289,14 @@ class Partition {
       // Only the latest request of an order is live.
       if (e && e->phase == EffectPhase::in_flight && e->attempt == call.attempt &&
           e->action == call.action) {
-        issue(live->order, call);
+        issued_[static_cast<int>(call.stage)].push_back(issued(live->order, call));
       }
+    }
+    // Each stage's service gets the batch's effects together (its queue's lock once).
+    for (int s = 0; s < kStageCount; ++s) {
+      if (issued_[s].empty()) continue;
+      services_[s]->execute_all(issued_[s]);
+      issued_[s].clear();
     }
     for (auto& w : b.wakes) timers_.push(w);
     if (options_.metrics != nullptr) {
@@ -421,12 +427,17 @@ class Partition {
     return out;
   }
 
-  void issue(const Order& o, const EffectCall& call) {
+  StageService::Issued issued(const Order& o, const EffectCall& call) {
     if (options_.metrics != nullptr) options_.metrics->effect_requested(call.stage, call.action, call.attempt);
-    EffectRequest req{call, effect_idempotency_key(o.id, call.stage, call.action)};
     Engine* engine = &engine_;
-    services_[static_cast<int>(call.stage)]->execute(
-        std::move(req), o, [engine](EffectResult r) { engine->submit_result(std::move(r)); });
+    return StageService::Issued{
+        EffectRequest{call, effect_idempotency_key(o.id, call.stage, call.action)}, &o,
+        [engine](EffectResult r) { engine->submit_result(std::move(r)); }};
+  }
+
+  void issue(const Order& o, const EffectCall& call) {
+    StageService::Issued e = issued(o, call);
+    services_[static_cast<int>(call.stage)]->execute(std::move(e.request), o, std::move(e.done));
   }
 
   // An order for reading in this batch: active (authoritative) or, if terminal, from the store.
@@ -587,6 +598,7 @@ class Partition {
     Live* live;
   };
   std::array<std::vector<Staged>, kStageCount> by_stage_;
+  std::array<std::vector<StageService::Issued>, kStageCount> issued_;  // a batch's, per stage
   // The status index of the orders in progress: tenant → per status, the orders, in no order.
   // (Live entries do not move while in active_, and tenants are never removed: the pointers
   // each way stay valid.)

@@ -400,18 +400,28 @@ Result<std::unique_ptr<Simulators>> Simulators::open(SimOptions options) {
   return std::unique_ptr<Simulators>(new Simulators(std::move(impl)));
 }
 
-void Simulators::execute(EffectRequest request, const Order& order, EffectDone done) {
-  SimInput input = SimInput::of(request.call.action, order);
-  const int stage = static_cast<int>(request.call.stage);
+void Simulators::execute_all(std::vector<Issued>& effects) {
+  std::vector<SimInput> inputs;  // what each keeps of its order, copied outside the lock
+  inputs.reserve(effects.size());
+  for (const Issued& e : effects) inputs.push_back(SimInput::of(e.request.call.action, *e.order));
   {
     std::lock_guard lock(impl_->mu);
     if (impl_->stopping) return;
-    // Read under the lock, so that each stage's queue stays in due order.
-    uint64_t due = steady_ms() + impl_->options.latency_ms[stage];
-    impl_->queues[stage].push_back(
-        Impl::Pending{due, impl_->seq++, std::move(request), std::move(input), std::move(done)});
+    const uint64_t now = steady_ms();  // under the lock: each stage's queue stays in due order
+    for (size_t i = 0; i < effects.size(); ++i) {
+      const int stage = static_cast<int>(effects[i].request.call.stage);
+      impl_->queues[stage].push_back(Impl::Pending{now + impl_->options.latency_ms[stage],
+                                                   impl_->seq++, std::move(effects[i].request),
+                                                   std::move(inputs[i]), std::move(effects[i].done)});
+    }
   }
   impl_->cv.notify_one();
+}
+
+void Simulators::execute(EffectRequest request, const Order& order, EffectDone done) {
+  std::vector<Issued> one;  // (a re-issue at start or a redrive: not the hot path)
+  one.push_back(Issued{std::move(request), &order, std::move(done)});
+  execute_all(one);
 }
 
 void Simulators::stop() {

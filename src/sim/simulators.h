@@ -56,6 +56,8 @@ class Simulators final : public StageService {
   ~Simulators() override;
 
   void execute(EffectRequest request, const Order& order, EffectDone done) override;
+  // A partition's batch of effects, queued under one lock with one wake-up.
+  void execute_all(std::vector<Issued>& effects) override;
   // Stops the thread; unanswered requests are dropped (the engine re-issues them on restart).
   void stop();
 
