@@ -281,24 +281,28 @@ class ProtocolTest(ServerTest):
     def test_response_head_by_version_and_connection(self):
         def fields(lines):
             return [l.split(":")[0].lower() for l in lines[1:]]
-        # HTTP/1.1: keep-alive by default, no Connection field; JSON unless the route says else.
-        lines, body, closed = self.exchange(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
-        self.assertEqual(lines[0], "HTTP/1.1 200 OK")
-        self.assertIn("Content-Type: application/json", lines)
-        self.assertEqual(body, b'{"status":"ok"}')
-        self.assertNotIn("connection", fields(lines))
-        self.assertFalse(closed)
-        lines, _, closed = self.exchange(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-        self.assertIn("Connection: close", lines)
-        self.assertTrue(closed)
-        # HTTP/1.0: closes unless asked to keep alive, and then says so.
-        lines, _, closed = self.exchange(b"GET /healthz HTTP/1.0\r\n\r\n")
-        self.assertEqual(lines[0], "HTTP/1.0 200 OK")
-        self.assertNotIn("connection", fields(lines))
-        self.assertTrue(closed)
-        lines, _, closed = self.exchange(b"GET /healthz HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
-        self.assertIn("Connection: keep-alive", lines)
-        self.assertFalse(closed)
+        # (request, status line, Connection field expected, closed after the response): HTTP/1.1
+        # keeps alive unless told to close; HTTP/1.0 closes unless asked to keep alive, and then
+        # says so. The body is JSON unless the route says otherwise.
+        cases = [
+            (b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n", "HTTP/1.1 200 OK", None, False),
+            (b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", "HTTP/1.1 200 OK",
+             "Connection: close", True),
+            (b"GET /healthz HTTP/1.0\r\n\r\n", "HTTP/1.0 200 OK", None, True),
+            (b"GET /healthz HTTP/1.0\r\nConnection: keep-alive\r\n\r\n", "HTTP/1.0 200 OK",
+             "Connection: keep-alive", False),
+        ]
+        for raw, status, connection, closes in cases:
+            with self.subTest(request=raw):
+                lines, body, closed = self.exchange(raw)
+                self.assertEqual(lines[0], status)
+                self.assertIn("Content-Type: application/json", lines)
+                self.assertEqual(body, b'{"status":"ok"}')
+                if connection:
+                    self.assertIn(connection, lines)
+                else:
+                    self.assertNotIn("connection", fields(lines))
+                self.assertEqual(closed, closes)
         # A route's own Content-Type replaces the default: one Content-Type field.
         lines, body, _ = self.exchange(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
         self.assertEqual(fields(lines).count("content-type"), 1)
