@@ -96,6 +96,14 @@ def pipeline_detail(rate, run):
             f"{cpu.get('load_generator', 0):.0f} us, machine {100 * run.get('machine_busy', 0):.0f}% busy")
 
 
+def wrk_detail(a_rps, b_rps, a_cpu, b_cpu, a_name, b_name):
+    """Two wrk rates, and the CPU each server spent per request when make bench measured it."""
+    text = f"{a_rps or 0:.0f} vs {b_rps or 0:.0f} requests/s"
+    if a_cpu is None or b_cpu is None:
+        return text
+    return text + f"; CPU per request: {a_name} {a_cpu:.1f} us, {b_name} {b_cpu:.1f} us"
+
+
 def latency_detail(run):
     ms = run.get("latency_ms", {})
     return (f"p50 {ms.get('p50', 0):.2f} / p99.9 {ms.get('p999', 0):.2f} ms "
@@ -111,9 +119,11 @@ rows = [
     ("  same, orders placed in batches of 100", ratio(of_batched, pg_rate), "x",
      pipeline_detail(of_batched, pipeline_batched), "(reference)", None),
     ("single-order creates vs nginx static", ratio(create_rps, nginx_rps), "x",
-     f"{create_rps or 0:.0f} vs {nginx_rps or 0:.0f} requests/s", ">= 0.30x", lambda v: v >= 0.30),
+     wrk_detail(create_rps, nginx_rps, num("create_cpu_us"), num("nginx_cpu_us"),
+                "orderflow (its pipeline included)", "nginx"), ">= 0.30x", lambda v: v >= 0.30),
     ("GET by id vs /healthz", ratio(get_rps, health_rps), "x",
-     f"{get_rps or 0:.0f} vs {health_rps or 0:.0f} requests/s", ">= 0.60x", lambda v: v >= 0.60),
+     wrk_detail(get_rps, health_rps, num("get_cpu_us"), num("health_cpu_us"), "GET", "/healthz"),
+     ">= 0.60x", lambda v: v >= 0.60),
     ("create p99 at 50% of max sustainable rate", p99, "ms", latency_detail(latency),
      "<= 10 ms", lambda v: v <= 10),
     # The basis used before: half of step 1's create rate, which the pipeline cannot sustain.
@@ -144,7 +154,9 @@ doc = {
     "results": results,
     "raw": {"pipeline": pipeline, "pipeline_batched": pipeline_batched, "postgresql": pg_text.strip(), "latency": latency,
             "latency_at_half_create_rate": latency_creates, "stored": stored,
-            "wrk": {k: num(k) for k in ("create_rps", "nginx_rps", "get_rps", "health_rps")},
+            "wrk": {k: num(k) for k in ("create_rps", "nginx_rps", "get_rps", "health_rps",
+                                        "create_cpu_us", "nginx_cpu_us", "get_cpu_us",
+                                        "health_cpu_us")},
             "stored_orders": num("stored"), "fill_s": num("fill_s"), "rss_peak_kb": num("rss_peak_kb"),
             "rss_after_kb": num("rss_after_kb"), "disk_kb": num("disk_kb"), "restart_s": restart_s},
 }

@@ -47,7 +47,17 @@ wrk_rate() {  # prints requests/s; fails loudly on non-2xx responses
   outp=$(wrk "$@" 2>&1)
   echo "$outp" >&2
   if echo "$outp" | grep -q "Non-2xx"; then echo "wrk saw non-2xx responses" >&2; fi
+  echo "$outp" | awk '/ requests in /{print $1}' > "$work/wrk_requests"  # for cpu_per_request
   echo "$outp" | awk '/^Requests\/sec:/{print $2}'
+}
+cpu_ticks() {  # user + system clock ticks used so far by the given processes
+  local t=0 p
+  for p in "$@"; do t=$((t + $(awk '{print $14 + $15}' "/proc/$p/stat"))); done
+  echo "$t"
+}
+cpu_per_request() {  # µs of CPU per request of the last wrk run, from ticks before and after
+  python3 -c "import sys; t0, t1, n, hz = map(float, sys.argv[1:]); print(f'{(t1 - t0) / hz * 1e6 / n:.2f}' if n else '')" \
+    "$1" "$2" "$(cat "$work/wrk_requests")" "$(getconf CLK_TCK)"
 }
 
 log "machine: $(nproc) cores, $(awk '/MemTotal/{printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(uname -r)"
@@ -70,7 +80,9 @@ echo "$pg_line" > "$work/pg.txt"
 log "2/5 creates: wrk against orderflow"
 mkdir -p "$work/s2"
 start_server "$work/s2"
+c0=$(cpu_ticks "$srv_pid")
 create_rps=$(wrk_rate -t2 -c"$conns" -d"${secs}s" -s bench/create_orders.lua "http://127.0.0.1:$srv_port")
+create_cpu_us=$(cpu_per_request "$c0" "$(cpu_ticks "$srv_pid")")  # the pipeline behind included
 # 3. GET by id vs /healthz on the same server (orders from step 2), once the pipeline has
 #    finished step 2's orders, so that both read rates are measured on an idle server.
 log "3/5 GET /v1/orders/{id} vs /healthz (after the pipeline drains)"
@@ -104,8 +116,12 @@ while len(ids) < 20000:
         break
 open(path, "w").write("\n".join(ids) + "\n")
 PY
+c0=$(cpu_ticks "$srv_pid")
 get_rps=$(ORDERFLOW_IDS_FILE="$work/ids.txt" wrk_rate -t2 -c"$conns" -d"${secs}s" -s bench/get_orders.lua "http://127.0.0.1:$srv_port")
+get_cpu_us=$(cpu_per_request "$c0" "$(cpu_ticks "$srv_pid")")
+c0=$(cpu_ticks "$srv_pid")
 health_rps=$(wrk_rate -t2 -c"$conns" -d"${secs}s" "http://127.0.0.1:$srv_port/healthz")
+health_cpu_us=$(cpu_per_request "$c0" "$(cpu_ticks "$srv_pid")")
 stop_server
 log "2/5 nginx static 200"
 nport=$(free_port)
@@ -130,7 +146,10 @@ nginx -c "$work/nginx/nginx.conf" -p "$work/nginx" &
 pids+=("$!")
 ngx_pid=$!
 for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$nport/" >/dev/null 2>&1 && break; sleep 0.05; done
+ngx_procs=("$ngx_pid" $(pgrep -P "$ngx_pid"))  # the master and its workers
+c0=$(cpu_ticks "${ngx_procs[@]}")
 nginx_rps=$(wrk_rate -t2 -c"$conns" -d"${secs}s" "http://127.0.0.1:$nport/")
+nginx_cpu_us=$(cpu_per_request "$c0" "$(cpu_ticks "${ngx_procs[@]}")")
 kill -TERM "$ngx_pid"; wait "$ngx_pid" || true
 
 # 4. Create latency in open loop at 50% of the maximum sustainable rate: step 1's pipeline rate
@@ -168,6 +187,8 @@ stop_server
 
 python3 bench/report.py "$work" "$out" \
   "create_rps=$create_rps" "nginx_rps=$nginx_rps" "get_rps=$get_rps" "health_rps=$health_rps" \
+  "create_cpu_us=$create_cpu_us" "nginx_cpu_us=$nginx_cpu_us" "get_cpu_us=$get_cpu_us" \
+  "health_cpu_us=$health_cpu_us" \
   "stored=$stored" "fill_s=$(python3 -c "print($t1-$t0)")" "rss_peak_kb=$rss_peak_kb" \
   "rss_after_kb=$rss_now_kb" "disk_kb=$disk_kb" "restart_s=$(python3 -c "print($r1-$r0)")" \
   "connections=$conns" "seconds=$secs"

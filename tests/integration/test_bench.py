@@ -145,7 +145,8 @@ class BenchReportTest(unittest.TestCase):
                 f.write("pg_pipeline delivered_orders_per_s=1000.0 transactions_per_s=6000\n")
             p = subprocess.run(
                 [sys.executable, self.REPORT, work, out, "create_rps=30000", "nginx_rps=150000",
-                 "get_rps=70000", "health_rps=100000", "stored=5000000", "fill_s=200",
+                 "get_rps=70000", "health_rps=100000", "create_cpu_us=48.51", "nginx_cpu_us=7.25",
+                 "get_cpu_us=", "health_cpu_us=", "stored=5000000", "fill_s=200",
                  "rss_peak_kb=262144", "rss_after_kb=200000", "disk_kb=1000000", "restart_s=0.4",
                  "connections=64", "seconds=15"], capture_output=True, text=True, timeout=60)
             self.assertEqual(p.returncode, 0, p.stderr)
@@ -160,6 +161,10 @@ class BenchReportTest(unittest.TestCase):
                           rows["full pipeline vs PostgreSQL"]["detail"])
             self.assertNotIn("CPU", rows["same, orders placed in batches of 100"]["detail"])
             self.assertAlmostEqual(rows["single-order creates vs nginx static"]["value"], 0.2)
+            # The servers' CPU per request goes with a wrk row when measured (not GET's here).
+            self.assertIn("CPU per request: orderflow (its pipeline included) 48.5 us, nginx 7.2 us",
+                          rows["single-order creates vs nginx static"]["detail"])
+            self.assertNotIn("CPU", rows["GET by id vs /healthz"]["detail"])
             self.assertTrue(rows["GET by id vs /healthz"]["met"])
             self.assertTrue(rows["create p99 at 50% of max sustainable rate"]["met"])
             self.assertTrue(rows["peak RSS, 5,000,000 orders delivered"]["met"])
