@@ -1,7 +1,6 @@
 #include "core/clock.h"
 
 #include <chrono>
-#include <cstdio>
 #include <ctime>
 
 namespace orderflow {
@@ -13,14 +12,39 @@ uint64_t SystemClock::now_ms() const {
 }
 
 std::string format_rfc3339_ms(uint64_t ms) {
-  std::time_t secs = static_cast<std::time_t>(ms / 1000);
-  std::tm tm{};
-  gmtime_r(&secs, &tm);
-  char buf[32];
-  int n = std::snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900,
-                        tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
-                        static_cast<int>(ms % 1000));
-  return std::string(buf, static_cast<size_t>(n));
+  // The civil date of a day count (proleptic Gregorian; H. Hinnant's civil_from_days), written
+  // digit by digit: gmtime_r takes glibc's time-zone lock and snprintf parses its format, on
+  // every order rendered (docs/performance.md).
+  const uint64_t secs = ms / 1000;
+  const int64_t z = static_cast<int64_t>(secs / 86400) + 719468;
+  const int64_t era = z / 146097;  // z >= 0: ms is unsigned
+  const uint64_t doe = static_cast<uint64_t>(z - era * 146097);
+  const uint64_t yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+  const uint64_t doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+  const uint64_t mp = (5 * doy + 2) / 153;
+  const uint64_t day = doy - (153 * mp + 2) / 5 + 1;
+  const uint64_t month = mp < 10 ? mp + 3 : mp - 9;
+  const uint64_t year = static_cast<uint64_t>(era) * 400 + yoe + (month <= 2);
+  const uint64_t sod = secs % 86400;
+  std::string out = std::to_string(year);
+  if (out.size() < 4) out.insert(0, 4 - out.size(), '0');
+  auto two = [&out](char sep, uint64_t v) {
+    out.push_back(sep);
+    out.push_back(static_cast<char>('0' + v / 10));
+    out.push_back(static_cast<char>('0' + v % 10));
+  };
+  two('-', month);
+  two('-', day);
+  two('T', sod / 3600);
+  two(':', sod / 60 % 60);
+  two(':', sod % 60);
+  const uint64_t milli = ms % 1000;
+  out.push_back('.');
+  out.push_back(static_cast<char>('0' + milli / 100));
+  out.push_back(static_cast<char>('0' + milli / 10 % 10));
+  out.push_back(static_cast<char>('0' + milli % 10));
+  out.push_back('Z');
+  return out;
 }
 
 std::optional<uint64_t> parse_rfc3339_ms(std::string_view s) {

@@ -6,6 +6,7 @@
 #pragma once
 
 #include <cstdint>
+#include <charconv>
 #include <string>
 #include <string_view>
 
@@ -28,8 +29,8 @@ class JsonWriter {
   }
   JsonWriter& value(std::string_view s) { sep(); append_string(s); return *this; }
   JsonWriter& value(const char* s) { return value(std::string_view(s)); }
-  JsonWriter& value(int64_t v) { sep(); out_.append(std::to_string(v)); return *this; }
-  JsonWriter& value(uint64_t v) { sep(); out_.append(std::to_string(v)); return *this; }
+  JsonWriter& value(int64_t v) { sep(); append_number(v); return *this; }
+  JsonWriter& value(uint64_t v) { sep(); append_number(v); return *this; }
   JsonWriter& value(int v) { return value(static_cast<int64_t>(v)); }
   JsonWriter& value(unsigned v) { return value(static_cast<uint64_t>(v)); }
   JsonWriter& value(bool v) { sep(); out_.append(v ? "true" : "false"); return *this; }
@@ -46,6 +47,12 @@ class JsonWriter {
   static void escape_into(std::string& out, std::string_view s);
 
  private:
+  template <typename Int>
+  void append_number(Int v) {  // no temporary string
+    char buf[24];
+    auto end = std::to_chars(buf, buf + sizeof buf, v).ptr;
+    out_.append(buf, static_cast<size_t>(end - buf));
+  }
   void sep() {
     if (!first_) out_.push_back(',');
     first_ = false;
