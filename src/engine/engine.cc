@@ -325,7 +325,7 @@ class Partition {
 
   // The indexes are unordered lists with each order's position kept in its Live entry: a
   // move is a swap with the last entry and a push, with no search, allocation or rebalancing
-  // (ordered sets cost ~5% of a writer's time: docs/performance.md). Queries, which are rare,
+  // (ordered sets cost ~4-6% of a writer's time: docs/performance.md). Queries, which are rare,
   // sort what they select.
   template <typename Entry, typename Pos>
   static void remove_at(std::vector<Entry>& list, uint32_t pos, Pos pos_of) {
