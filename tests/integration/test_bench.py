@@ -12,6 +12,28 @@ from harness import BIN
 
 
 class BenchTest(unittest.TestCase):
+    def test_cpu_during_a_timed_load(self):
+        # A second of load: far more than the 10 ms tick /proc counts the server's and the
+        # machine's CPU in. Per acknowledged order: the embedded server's (its own process) and
+        # the load generator's; and how busy the machine was.
+        with tempfile.TemporaryDirectory() as d:
+            out = os.path.join(d, "r.json")
+            p = subprocess.run([BIN, "bench", "--embedded", "--duration", "1", "--warmup", "0",
+                                "--connections", "8", "--quiet", "--json", out],
+                               capture_output=True, text=True, timeout=120)
+            self.assertEqual(p.returncode, 0, p.stderr + p.stdout)
+            r = json.load(open(out))
+            self.assertGreater(r["orders_acknowledged"], 0)
+            cpu = r["cpu_us_per_order"]
+            self.assertGreater(cpu["server"], 0)
+            self.assertLess(cpu["server"], 1e6)  # under a second of CPU per order
+            self.assertGreater(cpu["load_generator"], 0)
+            self.assertLess(cpu["load_generator"], 1e6)
+            self.assertGreater(r["machine_busy"], 0)
+            self.assertLessEqual(r["machine_busy"], 1)
+            self.assertRegex(p.stdout, r"cpu during the load, per acknowledged order: server [0-9.]+ us, "
+                                       r"load generator [0-9.]+ us; machine [0-9]+% busy")
+
     def test_embedded_run_checks_every_acknowledged_order(self):
         with tempfile.TemporaryDirectory() as d:
             out = os.path.join(d, "r.json")
@@ -27,17 +49,12 @@ class BenchTest(unittest.TestCase):
             self.assertEqual(r["terminal"]["by_status"], {"delivered": 300})
             self.assertGreater(r["terminal"]["delivered_per_s"], 0)
             self.assertIn("pipeline:", p.stdout)
-            # CPU during the load: the embedded server's (its own process) and the load
-            # generator's, per acknowledged order, and how busy the machine was.
+            # CPU figures are measured (test_cpu_during_a_timed_load); this load may last less
+            # than the 10 ms tick of /proc, so only their presence and range are checked here.
             cpu = r["cpu_us_per_order"]
-            self.assertGreater(cpu["server"], 0)
-            self.assertLess(cpu["server"], 1e6)  # under a second of CPU per order
-            self.assertGreater(cpu["load_generator"], 0)
-            self.assertLess(cpu["load_generator"], 1e6)
-            self.assertGreater(r["machine_busy"], 0)
-            self.assertLessEqual(r["machine_busy"], 1)
-            self.assertRegex(p.stdout, r"cpu during the load, per acknowledged order: server [0-9.]+ us, "
-                                       r"load generator [0-9.]+ us; machine [0-9]+% busy")
+            self.assertGreaterEqual(cpu["server"], 0)
+            self.assertGreaterEqual(cpu["load_generator"], 0)
+            self.assertTrue(0 <= r["machine_busy"] <= 1, r["machine_busy"])
             # The pipeline's time ends when its last order ended, which the check saw, so the
             # drain is within the check's duration; the rate is over load plus drain.
             t = r["terminal"]
