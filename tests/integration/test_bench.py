@@ -12,73 +12,68 @@ from harness import BIN
 
 
 class BenchTest(unittest.TestCase):
+    def bench(self, *args, returncode=0, timeout=120):
+        """Runs `orderflow bench ARGS --quiet --json FILE`, checks its exit code, and returns
+        the finished process and the JSON it wrote."""
+        with tempfile.TemporaryDirectory() as d:
+            out = os.path.join(d, "r.json")
+            p = subprocess.run([BIN, "bench", *args, "--quiet", "--json", out],
+                               capture_output=True, text=True, timeout=timeout)
+            self.assertEqual(p.returncode, returncode, p.stderr + p.stdout)
+            with open(out) as f:
+                return p, json.load(f)
+
     def test_cpu_during_a_timed_load(self):
         # A second of load: far more than the 10 ms tick /proc counts the server's and the
         # machine's CPU in. Per acknowledged order: the embedded server's (its own process) and
         # the load generator's; and how busy the machine was.
-        with tempfile.TemporaryDirectory() as d:
-            out = os.path.join(d, "r.json")
-            p = subprocess.run([BIN, "bench", "--embedded", "--duration", "1", "--warmup", "0",
-                                "--connections", "8", "--quiet", "--json", out],
-                               capture_output=True, text=True, timeout=120)
-            self.assertEqual(p.returncode, 0, p.stderr + p.stdout)
-            r = json.load(open(out))
-            self.assertGreater(r["orders_acknowledged"], 0)
-            cpu = r["cpu_us_per_order"]
-            self.assertGreater(cpu["server"], 0)
-            self.assertLess(cpu["server"], 1e6)  # under a second of CPU per order
-            self.assertGreater(cpu["load_generator"], 0)
-            self.assertLess(cpu["load_generator"], 1e6)
-            self.assertGreater(r["machine_busy"], 0)
-            self.assertLessEqual(r["machine_busy"], 1)
-            self.assertRegex(p.stdout, r"cpu during the load, per acknowledged order: server [0-9.]+ us, "
-                                       r"load generator [0-9.]+ us; machine [0-9]+% busy")
+        p, r = self.bench("--embedded", "--duration", "1", "--warmup", "0", "--connections", "8")
+        self.assertGreater(r["orders_acknowledged"], 0)
+        cpu = r["cpu_us_per_order"]
+        self.assertGreater(cpu["server"], 0)
+        self.assertLess(cpu["server"], 1e6)  # under a second of CPU per order
+        self.assertGreater(cpu["load_generator"], 0)
+        self.assertLess(cpu["load_generator"], 1e6)
+        self.assertGreater(r["machine_busy"], 0)
+        self.assertLessEqual(r["machine_busy"], 1)
+        self.assertRegex(p.stdout, r"cpu during the load, per acknowledged order: server [0-9.]+ us, "
+                                   r"load generator [0-9.]+ us; machine [0-9]+% busy")
 
     def test_embedded_run_checks_every_acknowledged_order(self):
-        with tempfile.TemporaryDirectory() as d:
-            out = os.path.join(d, "r.json")
-            p = subprocess.run([BIN, "bench", "--embedded", "--orders", "300", "--batch", "10",
-                                "--connections", "4", "--warmup", "0", "--quiet", "--json", out],
-                               capture_output=True, text=True, timeout=120)
-            self.assertEqual(p.returncode, 0, p.stderr + p.stdout)
-            r = json.load(open(out))
-            self.assertEqual(r["orders_acknowledged"], 300)
-            self.assertEqual(r["errors"], {})
-            self.assertEqual(r["terminal"]["checked"], 300)
-            self.assertEqual(r["terminal"]["not_terminal"], 0)
-            self.assertEqual(r["terminal"]["by_status"], {"delivered": 300})
-            self.assertGreater(r["terminal"]["delivered_per_s"], 0)
-            self.assertIn("pipeline:", p.stdout)
-            # CPU figures are measured (test_cpu_during_a_timed_load); this load may last less
-            # than the 10 ms tick of /proc, so only their presence and range are checked here.
-            cpu = r["cpu_us_per_order"]
-            self.assertGreaterEqual(cpu["server"], 0)
-            self.assertGreaterEqual(cpu["load_generator"], 0)
-            self.assertTrue(0 <= r["machine_busy"] <= 1, r["machine_busy"])
-            # The pipeline's time ends when its last order ended, which the check saw, so the
-            # drain is within the check's duration; the rate is over load plus drain.
-            t = r["terminal"]
-            self.assertGreaterEqual(t["drain_s"], 0)
-            self.assertLessEqual(t["drain_s"], t["check_s"])
-            self.assertAlmostEqual(t["delivered_per_s"], 300 / (t["load_s"] + t["drain_s"]),
-                                   delta=t["delivered_per_s"] * 1e-3)
+        p, r = self.bench("--embedded", "--orders", "300", "--batch", "10", "--connections", "4",
+                          "--warmup", "0")
+        self.assertEqual(r["orders_acknowledged"], 300)
+        self.assertEqual(r["errors"], {})
+        self.assertEqual(r["terminal"]["checked"], 300)
+        self.assertEqual(r["terminal"]["not_terminal"], 0)
+        self.assertEqual(r["terminal"]["by_status"], {"delivered": 300})
+        self.assertGreater(r["terminal"]["delivered_per_s"], 0)
+        self.assertIn("pipeline:", p.stdout)
+        # CPU figures are measured (test_cpu_during_a_timed_load); this load may last less
+        # than the 10 ms tick of /proc, so only their presence and range are checked here.
+        cpu = r["cpu_us_per_order"]
+        self.assertGreaterEqual(cpu["server"], 0)
+        self.assertGreaterEqual(cpu["load_generator"], 0)
+        self.assertTrue(0 <= r["machine_busy"] <= 1, r["machine_busy"])
+        # The pipeline's time ends when its last order ended, which the check saw, so the
+        # drain is within the check's duration; the rate is over load plus drain.
+        t = r["terminal"]
+        self.assertGreaterEqual(t["drain_s"], 0)
+        self.assertLessEqual(t["drain_s"], t["check_s"])
+        self.assertAlmostEqual(t["delivered_per_s"], 300 / (t["load_s"] + t["drain_s"]),
+                               delta=t["delivered_per_s"] * 1e-3)
 
     def test_orders_not_ended_count_the_whole_check_as_drain(self):
         # Merchants answer after 3 s and the check gives up after 1 s: nothing has ended, so
         # the drain is the whole check and no order counts as delivered.
-        with tempfile.TemporaryDirectory() as d:
-            out = os.path.join(d, "r.json")
-            p = subprocess.run([BIN, "bench", "--embedded", "--orders", "20", "--connections", "2",
-                                "--warmup", "0", "--quiet", "--terminal-timeout", "1",
-                                "--server-args", "--sim-latency-ms merchant=3000", "--json", out],
-                               capture_output=True, text=True, timeout=120)
-            self.assertEqual(p.returncode, 3, p.stderr + p.stdout)
-            with open(out) as f:
-                t = json.load(f)["terminal"]
-            self.assertEqual(t["not_terminal"], 20)
-            self.assertEqual(t["drain_s"], t["check_s"])
-            self.assertGreaterEqual(t["check_s"], 1)
-            self.assertEqual(t["delivered_per_s"], 0)
+        _, r = self.bench("--embedded", "--orders", "20", "--connections", "2", "--warmup", "0",
+                          "--terminal-timeout", "1", "--server-args", "--sim-latency-ms merchant=3000",
+                          returncode=3)
+        t = r["terminal"]
+        self.assertEqual(t["not_terminal"], 20)
+        self.assertEqual(t["drain_s"], t["check_s"])
+        self.assertGreaterEqual(t["check_s"], 1)
+        self.assertEqual(t["delivered_per_s"], 0)
 
     def test_closed_loop_waits_as_asked_when_the_server_sheds_load(self):
         # Five orders may be in progress, and none ends for 5 s: the first five are accepted,
@@ -86,16 +81,11 @@ class BenchTest(unittest.TestCase):
         # instead of asking again at once (which made ~35,000 requests in 1.5 s). The same
         # for batches turned away whole.
         for extra in ([], ["--batch", "10"]):
-            with self.subTest(extra=extra), tempfile.TemporaryDirectory() as d:
-                out = os.path.join(d, "r.json")
-                p = subprocess.run([BIN, "bench", "--embedded", "--connections", "2",
-                                    "--duration", "1.5", "--warmup", "0", "--quiet",
-                                    "--no-terminal-check", "--json", out, "--server-args",
-                                    "--active-orders-max 5 --partitions 1 --sim-latency-ms merchant=5000"]
-                                   + extra, capture_output=True, text=True, timeout=120)
-                self.assertEqual(p.returncode, 0, p.stderr + p.stdout)
-                with open(out) as f:
-                    r = json.load(f)
+            with self.subTest(extra=extra):
+                p, r = self.bench("--embedded", "--connections", "2", "--duration", "1.5",
+                                  "--warmup", "0", "--no-terminal-check", "--server-args",
+                                  "--active-orders-max 5 --partitions 1 --sim-latency-ms merchant=5000",
+                                  *extra)
                 self.assertEqual(r["orders_acknowledged"], 5)
                 self.assertGreater(r["errors"].get("overloaded", 0), 0)
                 self.assertGreaterEqual(r["waits_after_shed"], 2)  # each connection waited
@@ -103,40 +93,27 @@ class BenchTest(unittest.TestCase):
                 self.assertIn("waits as the server asked", p.stdout)
 
     def test_no_waits_below_the_limit(self):
-        with tempfile.TemporaryDirectory() as d:
-            out = os.path.join(d, "r.json")
-            p = subprocess.run([BIN, "bench", "--embedded", "--orders", "50", "--connections", "2",
-                                "--warmup", "0", "--quiet", "--json", out],
-                               capture_output=True, text=True, timeout=120)
-            self.assertEqual(p.returncode, 0, p.stderr + p.stdout)
-            with open(out) as f:
-                r = json.load(f)
-            self.assertEqual(r["orders_acknowledged"], 50)
-            self.assertEqual(r["errors"], {})
-            self.assertEqual(r["waits_after_shed"], 0)
+        _, r = self.bench("--embedded", "--orders", "50", "--connections", "2", "--warmup", "0")
+        self.assertEqual(r["orders_acknowledged"], 50)
+        self.assertEqual(r["errors"], {})
+        self.assertEqual(r["waits_after_shed"], 0)
 
     def test_no_server_reports_errors_and_zero_rates(self):
         s = socket.socket()
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
         s.close()  # nothing listens there now
-        with tempfile.TemporaryDirectory() as d:
-            out = os.path.join(d, "r.json")
-            p = subprocess.run([BIN, "bench", "--server", f"http://127.0.0.1:{port}",
-                                "--api-key", "test-client-key-0001", "--connections", "2",
-                                "--duration", "0.5", "--warmup", "0", "--quiet", "--json", out],
-                               capture_output=True, text=True, timeout=60)
-            self.assertEqual(p.returncode, 0, p.stderr + p.stdout)
-            r = json.load(open(out))
-            self.assertEqual(r["orders_acknowledged"], 0)
-            self.assertGreater(r["errors"].get("connect_error", 0), 0)
-            self.assertEqual(r["throughput_orders_per_s"], 0)
-            self.assertEqual(r["terminal"]["delivered_per_s"], 0)
-            self.assertGreaterEqual(r["terminal"]["load_s"], 0)
-            self.assertIn("pipeline: 0 orders", p.stdout)
-            # No orders, and a server that is not the bench's child: no CPU per order.
-            self.assertEqual(r["cpu_us_per_order"], {"server": None, "load_generator": None})
-            self.assertNotIn("cpu during the load", p.stdout)
+        p, r = self.bench("--server", f"http://127.0.0.1:{port}", "--api-key", "test-client-key-0001",
+                          "--connections", "2", "--duration", "0.5", "--warmup", "0", timeout=60)
+        self.assertEqual(r["orders_acknowledged"], 0)
+        self.assertGreater(r["errors"].get("connect_error", 0), 0)
+        self.assertEqual(r["throughput_orders_per_s"], 0)
+        self.assertEqual(r["terminal"]["delivered_per_s"], 0)
+        self.assertGreaterEqual(r["terminal"]["load_s"], 0)
+        self.assertIn("pipeline: 0 orders", p.stdout)
+        # No orders, and a server that is not the bench's child: no CPU per order.
+        self.assertEqual(r["cpu_us_per_order"], {"server": None, "load_generator": None})
+        self.assertNotIn("cpu during the load", p.stdout)
 
 
 class BenchReportTest(unittest.TestCase):
