@@ -191,6 +191,16 @@ Result<std::unique_ptr<RocksStore>> RocksStore::open(const RocksStoreOptions& op
     // checkpoint flushes (RocksStore::sync), so L0 files are small and come every second or so.
     cf.target_file_size_base = 4 << 20;
     cf.level0_file_num_compaction_trigger = 8;
+    if (i == kCfIndexes) {
+      // Index keys start with their customer, merchant or status, so every flushed file spans
+      // the whole key space and each L0 -> L1 compaction rewrites all of L1, which grows with
+      // the orders stored. Three times as many L0 files per compaction: its CPU over 1.47 M
+      // orders 4.87 -> 2.03 s (1.9 us per order); a list reads more files (customer p50
+      // 0.20 -> 0.27 ms). Lists are its only reads, and they are rare; no creates wait on it.
+      cf.level0_file_num_compaction_trigger = 24;
+      cf.level0_slowdown_writes_trigger = 48;
+      cf.level0_stop_writes_trigger = 72;
+    }
     rocksdb::BlockBasedTableOptions table;
     table.block_cache = cache;
     if (i == kCfOrders || i == kCfIdempotency) {
