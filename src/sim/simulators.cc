@@ -378,6 +378,7 @@ Result<std::unique_ptr<Simulators>> Simulators::open(SimOptions options) {
   // compaction rewrite less (as for the order store, storage/local/rocks_store.cc).
   o.target_file_size_base = 4 << 20;
   o.level0_file_num_compaction_trigger = 8;
+  o.compression = rocksdb::kLZ4Compression;  // as the order store (rocks_store.cc)
   rocksdb::DB* raw = nullptr;
   rocksdb::Status s = rocksdb::DB::Open(o, impl->options.path, &raw);
   if (!s.ok()) return make_error(Errc::internal, "cannot open the simulator ledger: " + s.ToString());
