@@ -166,11 +166,12 @@ class Partition {
       if (!o.pipeline.effect) continue;
       const EffectState& e = *o.pipeline.effect;
       if (e.phase == EffectPhase::in_flight) {
-        issue(o, EffectCall{o.id, e.stage, e.action, e.attempt});
+        queue_effect(o, EffectCall{o.id, e.stage, e.action, e.attempt});
       } else if (o.status != OrderStatus::needs_attention) {
         timers_.push({e.not_before_ms, id});
       }
     }
+    hand_over_effects();
     std::vector<Command> batch;
     batch.reserve(options_.batch_max);
     for (;;) {
@@ -289,15 +290,10 @@ class Partition {
       // Only the latest request of an order is live.
       if (e && e->phase == EffectPhase::in_flight && e->attempt == call.attempt &&
           e->action == call.action) {
-        issued_[static_cast<int>(call.stage)].push_back(issued(live->order, call));
+        queue_effect(live->order, call);
       }
     }
-    // Each stage's service gets the batch's effects together (its queue's lock once).
-    for (int s = 0; s < kStageCount; ++s) {
-      if (issued_[s].empty()) continue;
-      services_[s]->execute_all(issued_[s]);
-      issued_[s].clear();
-    }
+    hand_over_effects();
     for (auto& w : b.wakes) timers_.push(w);
     if (options_.metrics != nullptr) {
       for (auto& [from, to] : b.status_changes) options_.metrics->transition(from, to);
@@ -427,17 +423,22 @@ class Partition {
     return out;
   }
 
-  StageService::Issued issued(const Order& o, const EffectCall& call) {
+  // An effect to start, held until hand_over_effects(); `o` must stay put until then.
+  void queue_effect(const Order& o, const EffectCall& call) {
     if (options_.metrics != nullptr) options_.metrics->effect_requested(call.stage, call.action, call.attempt);
     Engine* engine = &engine_;
-    return StageService::Issued{
+    issued_[static_cast<int>(call.stage)].push_back(StageService::Issued{
         EffectRequest{call, effect_idempotency_key(o.id, call.stage, call.action)}, &o,
-        [engine](EffectResult r) { engine->submit_result(std::move(r)); }};
+        [engine](EffectResult r) { engine->submit_result(std::move(r)); }});
   }
 
-  void issue(const Order& o, const EffectCall& call) {
-    StageService::Issued e = issued(o, call);
-    services_[static_cast<int>(call.stage)]->execute(std::move(e.request), o, std::move(e.done));
+  // Each stage's service gets the queued effects together (its queue's lock once).
+  void hand_over_effects() {
+    for (int s = 0; s < kStageCount; ++s) {
+      if (issued_[s].empty()) continue;
+      services_[s]->execute_all(issued_[s]);
+      issued_[s].clear();
+    }
   }
 
   // An order for reading in this batch: active (authoritative) or, if terminal, from the store.
@@ -598,7 +599,8 @@ class Partition {
     Live* live;
   };
   std::array<std::vector<Staged>, kStageCount> by_stage_;
-  std::array<std::vector<StageService::Issued>, kStageCount> issued_;  // a batch's, per stage
+  // Effects queued for hand_over_effects(), per stage: a batch's, or those re-issued at start.
+  std::array<std::vector<StageService::Issued>, kStageCount> issued_;
   // The status index of the orders in progress: tenant → per status, the orders, in no order.
   // (Live entries do not move while in active_, and tenants are never removed: the pointers
   // each way stay valid.)

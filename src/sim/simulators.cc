@@ -420,7 +420,7 @@ void Simulators::execute_all(std::vector<Issued>& effects) {
 }
 
 void Simulators::execute(EffectRequest request, const Order& order, EffectDone done) {
-  std::vector<Issued> one;  // (a re-issue at start or a redrive: not the hot path)
+  std::vector<Issued> one;  // (the engine hands over batches: execute_all)
   one.push_back(Issued{std::move(request), &order, std::move(done)});
   execute_all(one);
 }
