@@ -57,6 +57,12 @@ int run_cli(int argc, char** argv) {
                    "Open connections before new ones get 503 overloaded")
       ->check(CLI::Range(1, 1000000))
       ->capture_default_str();
+  serve_cmd
+      ->add_option("--idle-timeout-s", serve_opts.idle_timeout_s,
+                   "Seconds a connection may take to send its next request (or to take a "
+                   "response) before it is closed, 1-86400; checked once a second")
+      ->check(CLI::Range(1, 86400))
+      ->capture_default_str();
 
   serve_cmd
       ->add_option("--active-orders-max", serve_opts.active_orders_max,

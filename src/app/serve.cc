@@ -276,6 +276,7 @@ int serve(const ServeOptions& options) {
   server_opts.port = port;
   server_opts.io_threads = o.io_threads;
   server_opts.connections_max = o.connections_max;
+  server_opts.idle_timeout_s = o.idle_timeout_s;
   server_opts.large_body_paths = {"/v1/orders:batch"};
   http::HttpServer server(server_opts, api);
   if (Status s = server.start(); !s.ok()) return fail(s.error().message);

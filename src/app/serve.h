@@ -18,6 +18,7 @@ struct ServeOptions {
   size_t queue_depth_max = 4096;
   size_t batch_max = 1024;
   size_t connections_max = 10000;
+  int idle_timeout_s = 60;  // a connection waiting this long for a request (or a write) closes
   size_t active_orders_max = 25000;
   // Pipeline and stage services.
   std::vector<std::string> stage_modes;        // STAGE=simulator|external

@@ -38,6 +38,8 @@ Method to_method(bhttp::verb v) {
 
 std::string_view sv(beast::string_view s) { return std::string_view(s.data(), s.size()); }
 
+class Session;
+
 }  // namespace
 
 struct HttpServer::Impl {
@@ -58,12 +60,21 @@ struct HttpServer::Impl {
   }
 
   void do_accept();
+  // Every second, each I/O thread closes its connections whose deadline has passed.
+  void sweep(size_t thread);
 
   ServerOptions options;
   Handler& handler;
   std::vector<std::unique_ptr<asio::io_context>> iocs;
   size_t next_ioc = 0;  // new connections go to the threads in turn
   tcp::acceptor acceptor;
+  // Per I/O thread, touched by that thread only: its connections (expired entries are dropped
+  // by the sweep) and the timer that sweeps them.
+  struct Sessions {
+    std::vector<std::weak_ptr<Session>> list;
+    std::unique_ptr<asio::steady_timer> timer;
+  };
+  std::vector<Sessions> sessions;
   std::vector<asio::executor_work_guard<asio::io_context::executor_type>> work;
   std::vector<std::thread> threads;
   std::atomic<size_t> connections{0};
@@ -75,16 +86,29 @@ namespace {
 
 class Session : public std::enable_shared_from_this<Session> {
  public:
-  Session(tcp::socket&& socket, HttpServer::Impl& server, bool reject)
-      : stream_(std::move(socket)), server_(server), reject_(reject) {
+  using TimePoint = std::chrono::steady_clock::time_point;
+  static constexpr TimePoint kNever = TimePoint::max();
+
+  Session(tcp::socket&& socket, HttpServer::Impl& server, size_t thread, bool reject)
+      : socket_(std::move(socket)), server_(server), thread_(thread), reject_(reject) {
     if (!reject_) server_.connections.fetch_add(1, std::memory_order_relaxed);
   }
   ~Session() {
     if (!reject_) server_.connections.fetch_sub(1, std::memory_order_relaxed);
   }
 
+  // Called by the sweep of the session's own thread: closes the socket once the deadline has
+  // passed, which completes the pending read or write with an error (and ends the session).
+  void close_if_expired(TimePoint now) {
+    if (now < deadline_) return;
+    deadline_ = kNever;
+    beast::error_code ignored;
+    socket_.close(ignored);
+  }
+
   void run() {
-    asio::dispatch(stream_.get_executor(), [self = shared_from_this()] {
+    asio::dispatch(socket_.get_executor(), [self = shared_from_this()] {
+      self->server_.sessions[self->thread_].list.push_back(self);
       if (self->reject_) {
         self->keep_alive_ = false;
         self->write(error_response(Errc::overloaded, "too many connections; retry later"));
@@ -109,9 +133,13 @@ class Session : public std::enable_shared_from_this<Session> {
                                      ? size_t{0}
                                      : server_.options.large_body_bytes_max));
     parser_->header_limit(static_cast<uint32_t>(server_.options.header_bytes_max));
-    stream_.expires_after(std::chrono::seconds(server_.options.idle_timeout_s));
-    bhttp::async_read_header(stream_, buffer_, *parser_,
+    expire_in_idle_timeout();
+    bhttp::async_read_header(socket_, buffer_, *parser_,
                              beast::bind_front_handler(&Session::on_header, shared_from_this()));
+  }
+
+  void expire_in_idle_timeout() {
+    deadline_ = std::chrono::steady_clock::now() + std::chrono::seconds(server_.options.idle_timeout_s);
   }
 
   // Returns true when the read failed and the failure was answered or the connection closed.
@@ -153,7 +181,7 @@ class Session : public std::enable_shared_from_this<Session> {
     if (beast::iequals(expect, "100-continue")) {
       // curl sends this for bodies over 1 KiB and waits a second unless answered.
       continue_.emplace(bhttp::status::continue_, req.version());
-      bhttp::async_write(stream_, *continue_,
+      bhttp::async_write(socket_, *continue_,
                          [self = shared_from_this()](beast::error_code wec, size_t) {
                            if (wec) return self->close();
                            self->read_body();
@@ -164,7 +192,7 @@ class Session : public std::enable_shared_from_this<Session> {
   }
 
   void read_body() {
-    bhttp::async_read(stream_, buffer_, *parser_,
+    bhttp::async_read(socket_, buffer_, *parser_,
                       beast::bind_front_handler(&Session::on_read, shared_from_this()));
   }
 
@@ -173,7 +201,7 @@ class Session : public std::enable_shared_from_this<Session> {
     if (parser_->get().body().size() > body_limit_) {
       return (void)read_failed(bhttp::error::body_limit);  // a chunked body over the route's limit
     }
-    stream_.expires_never();  // the handler may take as long as a durable write takes
+    deadline_ = kNever;  // the handler may take as long as a durable write takes
     req_ = parser_->release();
     keep_alive_ = req_.keep_alive();
 
@@ -197,7 +225,7 @@ class Session : public std::enable_shared_from_this<Session> {
     server_.in_flight.fetch_add(1, std::memory_order_relaxed);
     handled_ = true;
     server_.handler.handle(request, [self = shared_from_this()](Response res) {
-      asio::dispatch(self->stream_.get_executor(), [self, res = std::move(res)]() mutable {
+      asio::dispatch(self->socket_.get_executor(), [self, res = std::move(res)]() mutable {
         self->write(std::move(res));
       });
     });
@@ -229,8 +257,8 @@ class Session : public std::enable_shared_from_this<Session> {
     if (!close_after_write_ && version == 10) head_ += "Connection: keep-alive\r\n";
     head_ += "\r\n";
     body_ = std::move(r.body);
-    stream_.expires_after(std::chrono::seconds(server_.options.idle_timeout_s));
-    asio::async_write(stream_, std::array{asio::buffer(head_), asio::buffer(body_)},
+    expire_in_idle_timeout();
+    asio::async_write(socket_, std::array{asio::buffer(head_), asio::buffer(body_)},
                       beast::bind_front_handler(&Session::on_write, shared_from_this()));
   }
 
@@ -247,7 +275,7 @@ class Session : public std::enable_shared_from_this<Session> {
 
   void close() {
     beast::error_code ignored;
-    stream_.socket().shutdown(tcp::socket::shutdown_send, ignored);
+    socket_.shutdown(tcp::socket::shutdown_send, ignored);
   }
 
   // Streaming responses (SSE): the head, then chunks in order, until either side ends it.
@@ -256,14 +284,14 @@ class Session : public std::enable_shared_from_this<Session> {
     explicit Writer(std::shared_ptr<Session> s) : s_(std::move(s)) {}
     // post, not dispatch: never re-enter the session from inside its own completion handler.
     void send(std::string chunk) override {
-      asio::post(s_->stream_.get_executor(),
+      asio::post(s_->socket_.get_executor(),
                      [s = s_, c = std::move(chunk)]() mutable { s->stream_send(std::move(c)); });
     }
     void close() override {
-      asio::post(s_->stream_.get_executor(), [s = s_] { s->stream_close(); });
+      asio::post(s_->socket_.get_executor(), [s = s_] { s->stream_close(); });
     }
     void on_closed(std::function<void()> fn) override {
-      asio::post(s_->stream_.get_executor(), [s = s_, fn = std::move(fn)]() mutable {
+      asio::post(s_->socket_.get_executor(), [s = s_, fn = std::move(fn)]() mutable {
         if (s->stream_finished_) {
           fn();
         } else {
@@ -277,7 +305,7 @@ class Session : public std::enable_shared_from_this<Session> {
   };
 
   void write_stream_head(Response r) {
-    stream_.expires_never();
+    deadline_ = kNever;  // a stream lasts until either side ends it
     std::string head = "HTTP/1.1 " + std::to_string(r.status) + " " +
                        std::string(bhttp::obsolete_reason(static_cast<bhttp::status>(r.status))) +
                        "\r\n";
@@ -295,7 +323,7 @@ class Session : public std::enable_shared_from_this<Session> {
   }
 
   void stream_read() {
-    stream_.socket().async_read_some(
+    socket_.async_read_some(
         asio::buffer(discard_), [self = shared_from_this()](beast::error_code ec, size_t) {
           if (ec) return self->stream_finish();
           self->stream_read();
@@ -321,7 +349,7 @@ class Session : public std::enable_shared_from_this<Session> {
       return;
     }
     stream_writing_ = true;
-    asio::async_write(stream_.socket(), asio::buffer(stream_out_.front()),
+    asio::async_write(socket_, asio::buffer(stream_out_.front()),
                       [self = shared_from_this()](beast::error_code ec, size_t) {
                         self->stream_writing_ = false;
                         self->stream_out_.pop_front();
@@ -341,8 +369,8 @@ class Session : public std::enable_shared_from_this<Session> {
     stream_finished_ = true;
     stream_out_.clear();
     beast::error_code ignored;
-    stream_.socket().shutdown(tcp::socket::shutdown_both, ignored);
-    stream_.socket().close(ignored);
+    socket_.shutdown(tcp::socket::shutdown_both, ignored);
+    socket_.close(ignored);
     if (stream_open_) {
       auto open = std::move(stream_open_);
       stream_open_ = nullptr;
@@ -353,9 +381,13 @@ class Session : public std::enable_shared_from_this<Session> {
     for (auto& fn : fns) fn();
   }
 
-  beast::tcp_stream stream_;
+  tcp::socket socket_;
   HttpServer::Impl& server_;
+  const size_t thread_;  // the I/O thread serving it: its index in server_.sessions
   const bool reject_;
+  // When the sweep closes the connection: idle_timeout_s after a read for a request or a write
+  // of a response began; never while the handler has the request or a stream is open.
+  TimePoint deadline_ = kNever;
   beast::flat_buffer buffer_;
   std::optional<bhttp::request_parser<bhttp::string_body>> parser_;
   bhttp::request<bhttp::string_body> req_;
@@ -381,14 +413,33 @@ class Session : public std::enable_shared_from_this<Session> {
 
 }  // namespace
 
+void HttpServer::Impl::sweep(size_t thread) {
+  Sessions& s = sessions[thread];
+  const auto now = std::chrono::steady_clock::now();
+  size_t kept = 0;
+  for (size_t i = 0; i < s.list.size(); ++i) {
+    std::shared_ptr<Session> session = s.list[i].lock();
+    if (!session) continue;  // ended
+    session->close_if_expired(now);
+    if (kept != i) s.list[kept] = std::move(s.list[i]);  // (not onto itself: that empties it)
+    ++kept;
+  }
+  s.list.resize(kept);
+  s.timer->expires_after(std::chrono::seconds(1));
+  s.timer->async_wait([this, thread](beast::error_code ec) {
+    if (!ec) sweep(thread);
+  });
+}
+
 void HttpServer::Impl::do_accept() {
-  asio::io_context& target = *iocs[next_ioc++ % iocs.size()];
-  acceptor.async_accept(target, [this](beast::error_code ec, tcp::socket socket) {
+  const size_t thread = next_ioc++ % iocs.size();
+  asio::io_context& target = *iocs[thread];
+  acceptor.async_accept(target, [this, thread](beast::error_code ec, tcp::socket socket) {
     if (ec == asio::error::operation_aborted || !acceptor.is_open()) return;
     if (!ec) {
       bool reject = connections.load(std::memory_order_relaxed) >= options.connections_max;
       socket.set_option(tcp::no_delay(true), ec);
-      std::make_shared<Session>(std::move(socket), *this, reject)->run();
+      std::make_shared<Session>(std::move(socket), *this, thread, reject)->run();
     }
     do_accept();
   });
@@ -416,6 +467,11 @@ Status HttpServer::start() {
   }
   impl_->bound_port = acc.local_endpoint().port();
   for (auto& ioc : impl_->iocs) impl_->work.emplace_back(ioc->get_executor());
+  impl_->sessions.resize(impl_->iocs.size());
+  for (size_t i = 0; i < impl_->iocs.size(); ++i) {
+    impl_->sessions[i].timer = std::make_unique<asio::steady_timer>(*impl_->iocs[i]);
+    asio::post(*impl_->iocs[i], [impl = impl_.get(), i] { impl->sweep(i); });
+  }
   impl_->do_accept();
   for (size_t i = 0; i < impl_->iocs.size(); ++i) {
     impl_->threads.emplace_back([this, i] {

@@ -328,5 +328,62 @@ class ProtocolTest(ServerTest):
         again.close()
 
 
+class IdleTimeoutTest(ServerTest):
+    server_args = ("--idle-timeout-s", "2")
+
+    def connect(self):
+        s = socket.create_connection(("127.0.0.1", self.port))
+        s.settimeout(10)
+        return s
+
+    def healthz(self, s):
+        s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        data = b""
+        while b"\r\n\r\n" not in data or not data.endswith(b"}"):
+            chunk = s.recv(4096)
+            self.assertTrue(chunk, "the server closed a connection that was not idle")
+            data += chunk
+        self.assertIn(b" 200 ", data.split(b"\r\n")[0])
+
+    def closed_after(self, s, since):
+        """Seconds from `since` until the server closes `s` (it sends nothing meanwhile)."""
+        try:
+            self.assertEqual(s.recv(4096), b"")
+        except ConnectionResetError:
+            pass
+        return time.monotonic() - since
+
+    def test_idle_connection_closes_after_the_timeout_not_before(self):
+        s = self.connect()
+        time.sleep(1.2)  # idle, under the timeout: still served
+        self.healthz(s)
+        answered = time.monotonic()
+        waited = self.closed_after(s, answered)
+        s.close()
+        # Closed once the 2 s have passed since the response (the sweep runs once a second).
+        self.assertGreaterEqual(waited, 1.9)
+        self.assertLess(waited, 4.5)
+
+    def test_a_busy_connection_outlives_the_timeout(self):
+        s = self.connect()
+        start = time.monotonic()
+        while time.monotonic() - start < 4.5:  # over twice the timeout, a request every 0.5 s
+            self.healthz(s)
+            time.sleep(0.5)
+        s.close()
+
+    def test_a_request_trickling_in_is_cut_off(self):
+        s = self.connect()
+        start = time.monotonic()
+        s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")  # headers never finished
+        waited = self.closed_after(s, start)
+        s.close()
+        self.assertGreaterEqual(waited, 1.9)
+        self.assertLess(waited, 4.5)
+        c = Client(self.port)
+        self.assertEqual(c.get("/healthz", key=None).status, 200)
+        c.close()
+
+
 if __name__ == "__main__":
     unittest.main()
