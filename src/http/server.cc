@@ -416,15 +416,12 @@ class Session : public std::enable_shared_from_this<Session> {
 void HttpServer::Impl::sweep(size_t thread) {
   Sessions& s = sessions[thread];
   const auto now = std::chrono::steady_clock::now();
-  size_t kept = 0;
-  for (size_t i = 0; i < s.list.size(); ++i) {
-    std::shared_ptr<Session> session = s.list[i].lock();
-    if (!session) continue;  // ended
+  std::erase_if(s.list, [now](const std::weak_ptr<Session>& w) {
+    std::shared_ptr<Session> session = w.lock();
+    if (!session) return true;  // ended
     session->close_if_expired(now);
-    if (kept != i) s.list[kept] = std::move(s.list[i]);  // (not onto itself: that empties it)
-    ++kept;
-  }
-  s.list.resize(kept);
+    return false;
+  });
   s.timer->expires_after(std::chrono::seconds(1));
   s.timer->async_wait([this, thread](beast::error_code ec) {
     if (!ec) sweep(thread);

@@ -11,6 +11,25 @@ from harness import (ADMIN_KEY, CLIENT_KEY, FROZEN_PIPELINE, OTHER_TENANT_KEY, W
 ISO_MS = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
 
 
+def read_response(s, closed_early="the server closed the connection mid-response"):
+    """Reads one response from socket `s`: (head lines, body by its Content-Length)."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = s.recv(4096)
+        if not chunk:
+            raise AssertionError(closed_early)
+        data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    lines = head.decode().split("\r\n")
+    length = int(next(l.split(":")[1] for l in lines if l.lower().startswith("content-length:")))
+    while len(body) < length:
+        chunk = s.recv(4096)
+        if not chunk:
+            raise AssertionError(closed_early)
+        body += chunk
+    return lines, body
+
+
 class HealthTest(ServerTest):
     def test_health_and_ready_need_no_key(self):
         for path, status in (("/healthz", "ok"), ("/readyz", "ready")):
@@ -262,14 +281,7 @@ class ProtocolTest(ServerTest):
         """Sends raw bytes on a new connection; returns (head lines, body, closed by the server)."""
         s = socket.create_connection(("127.0.0.1", self.port), timeout=10)
         s.sendall(raw)
-        data = b""
-        while b"\r\n\r\n" not in data:
-            data += s.recv(4096)
-        head, _, body = data.partition(b"\r\n\r\n")
-        lines = head.decode().split("\r\n")
-        length = int(next(l.split(":")[1] for l in lines if l.lower().startswith("content-length:")))
-        while len(body) < length:
-            body += s.recv(4096)
+        lines, body = read_response(s)
         s.settimeout(2)
         try:
             closed = s.recv(1) == b""
@@ -338,12 +350,8 @@ class IdleTimeoutTest(ServerTest):
 
     def healthz(self, s):
         s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
-        data = b""
-        while b"\r\n\r\n" not in data or not data.endswith(b"}"):
-            chunk = s.recv(4096)
-            self.assertTrue(chunk, "the server closed a connection that was not idle")
-            data += chunk
-        self.assertIn(b" 200 ", data.split(b"\r\n")[0])
+        lines, _ = read_response(s, closed_early="the server closed a connection that was not idle")
+        self.assertIn(" 200 ", lines[0])
 
     def closed_after(self, s, since):
         """Seconds from `since` until the server closes `s` (it sends nothing meanwhile)."""
