@@ -31,7 +31,7 @@ int run_cli(int argc, char** argv) {
       ->add_option("--partitions", serve_opts.partitions,
                    "Number of partitions (single-writer shards), 1-256; fixed when the data "
                    "directory is created. Default: the directory's count, or for a new one "
-                   "one per CPU core, at most 8")
+                   "one per CPU core but one (at least 1, at most 8)")
       ->check(CLI::Range(1, 256));
   serve_cmd
       ->add_option("--durability", serve_opts.durability,

@@ -18,6 +18,7 @@
 
 #include "core/clock.h"
 #include "core/order_json.h"
+#include "core/routing.h"
 #include "engine/engine.h"
 #include "http/api.h"
 #include "http/auth.h"
@@ -301,8 +302,7 @@ int serve(const ServeOptions& options) {
   // (storage/local/log_store.h).
   store_opts.beneath_order_log = true;
   store_opts.partitions = o.partitions;
-  store_opts.partitions_if_new =
-      std::clamp(std::thread::hardware_concurrency(), 1u, 8u);  // 0 when unknown: 1
+  store_opts.partitions_if_new = default_partitions(std::thread::hardware_concurrency());
   auto rocks = RocksStore::open(store_opts);
   if (!rocks) {
     server.stop();

@@ -7,6 +7,8 @@
 #include <set>
 #include <thread>
 
+#include "core/routing.h"
+
 namespace orderflow {
 namespace {
 
@@ -82,6 +84,15 @@ TEST(IdClock, UniqueAcrossThreads) {
     all.insert(v.begin(), v.end());
   }
   EXPECT_EQ(all.size(), 200000u);
+}
+
+TEST(Routing, DefaultPartitionsLeaveACoreForTheRest) {
+  EXPECT_EQ(default_partitions(0), 1u);  // unknown
+  EXPECT_EQ(default_partitions(1), 1u);
+  EXPECT_EQ(default_partitions(2), 1u);
+  EXPECT_EQ(default_partitions(3), 2u);
+  EXPECT_EQ(default_partitions(9), 8u);  // the bound, reached
+  EXPECT_EQ(default_partitions(64), 8u);  // and held
 }
 
 }  // namespace

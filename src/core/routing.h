@@ -33,4 +33,14 @@ inline std::optional<PartitionId> partition_for_order(OrderId id, uint32_t parti
   return id.partition();
 }
 
+// The partition count a new data directory gets without --partitions: one writer per CPU core
+// but one (which the HTTP threads, the simulators and RocksDB's background work share), at
+// least 1, at most 8. `cores` is std::thread::hardware_concurrency() (0 when unknown).
+// Measured on 2 cores only (docs/performance.md, eleventh session): 1 partition instead of 2
+// cut the server's CPU per delivered order by ~14% (one writer syncs half as often, with
+// fuller batches, and the cores are less oversubscribed).
+inline uint32_t default_partitions(uint32_t cores) {
+  return cores <= 2 ? 1 : (cores - 1 > 8 ? 8 : cores - 1);
+}
+
 }  // namespace orderflow
