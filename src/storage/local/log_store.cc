@@ -148,6 +148,8 @@ struct Held {
   uint32_t next_seq = 1;                               // the seq its next event will have
   // The inner store has its creation-time record and entries, written with this status.
   std::optional<OrderStatus> in_inner;
+  // It has ended: kept until the batch that ended it has settled into the inner store.
+  bool ended = false;
 };
 
 // The order's whole record (codec::encode_order) as Held keeps it.
@@ -180,7 +182,30 @@ struct LogStore::Part {
   std::vector<Span> spans;
   std::vector<std::string_view> run_views;
   std::vector<std::string> history_values;
+  // Settling (log_store.h): batches are numbered from 1; `committed` is the last one handed to
+  // the settling thread, `settled` the last one it applied (both written under settle_mu_).
+  std::atomic<uint64_t> committed{0};
+  std::atomic<uint64_t> settled{0};
+  // What memory keeps for each batch that has not settled yet (writer only): the orders that
+  // ended in it and its new idempotency keys, forgotten by reap().
+  struct Unsettled {
+    uint64_t seq;
+    std::vector<OrderId> ended;
+    std::vector<std::string> keys;
+  };
+  std::deque<Unsettled> unsettled;
+  // The idempotency keys of unsettled batches (tenant \0 key), guarded by mu.
+  std::unordered_map<std::string, IdempotencyEntry> pending_keys;
 };
+
+namespace {
+std::string scoped_key(const std::string& tenant, const std::string& key) {
+  std::string k = tenant;
+  k.push_back('\0');
+  k.append(key);
+  return k;
+}
+}  // namespace
 
 Result<std::unique_ptr<LogStore>> LogStore::open(const LogStoreOptions& options,
                                                  std::unique_ptr<RocksStore> inner) {
@@ -203,6 +228,10 @@ Result<std::unique_ptr<LogStore>> LogStore::open(const LogStoreOptions& options,
     name_this_thread("of-log-retire");
     raw->delete_segments();
   });
+  s->settler_ = std::thread([raw] {
+    name_this_thread("of-log-settle");
+    raw->settle_batches();
+  });
   for (auto& p : s->parts_) {
     Status st = s->recover(*p);
     if (!st.ok()) return st.error();
@@ -220,8 +249,10 @@ Status LogStore::close() {
       if (!st.ok()) break;
     }
   }
-  // The retiring thread finishes what is queued (flushing RocksDB first), then ends.
+  // The retiring thread finishes what is queued (once it has settled, flushing RocksDB
+  // first), then ends; then the settling thread, with nothing left to apply.
   stop_retiring();
+  stop_settling();
   if (!st.ok()) return st;
   if (failed_.load(std::memory_order_acquire)) {
     return make_error(Errc::internal, "order log: closed after a failure; the next start replays it");
@@ -238,8 +269,63 @@ void LogStore::stop_retiring() {
   if (deleter_.joinable()) deleter_.join();
 }
 
+void LogStore::stop_settling() {
+  {
+    std::lock_guard lock(settle_mu_);
+    settle_stopping_ = true;
+  }
+  settle_cv_.notify_all();
+  if (settler_.joinable()) settler_.join();
+}
+
+void LogStore::settle_batches() {
+  std::unique_lock lock(settle_mu_);
+  for (;;) {
+    settle_cv_.wait(lock, [this] { return settle_stopping_ || !settling_.empty(); });
+    if (settling_.empty()) return;  // stopping, nothing left
+    Settling s = std::move(settling_.front());
+    settling_.pop_front();
+    lock.unlock();
+    settle_cv_.notify_all();  // room for a writer waiting on a full queue
+    if (options_.before_settle) options_.before_settle();
+    if (!failed_.load(std::memory_order_acquire)) {
+      if (Status st = inner_->write(*s.write); !st.ok()) {
+        log::error("order log: a batch could not settle into RocksDB", {{"error", st.error().message}});
+        (void)fail("settling a batch into RocksDB: " + st.error().message);
+      }
+    }
+    s.write.reset();
+    lock.lock();
+    // (Also after a failure: nobody waits forever. The store is read-only from then on, and
+    // the next start replays the log.)
+    s.part->settled.store(s.seq, std::memory_order_release);
+    settled_cv_.notify_all();
+  }
+}
+
+void LogStore::wait_settled(const Part& p, uint64_t seq) {
+  std::unique_lock lock(settle_mu_);
+  settled_cv_.wait(lock, [&] { return p.settled.load(std::memory_order_acquire) >= seq; });
+}
+
+void LogStore::settle() {
+  for (auto& p : parts_) wait_settled(*p, p->committed.load(std::memory_order_acquire));
+}
+
+void LogStore::reap(Part& p) {
+  const uint64_t settled = p.settled.load(std::memory_order_acquire);
+  if (p.unsettled.empty() || p.unsettled.front().seq > settled) return;
+  std::lock_guard lock(p.mu);
+  while (!p.unsettled.empty() && p.unsettled.front().seq <= settled) {
+    for (OrderId id : p.unsettled.front().ended) p.orders.erase(id);
+    for (const std::string& k : p.unsettled.front().keys) p.pending_keys.erase(k);
+    p.unsettled.pop_front();
+  }
+}
+
 LogStore::~LogStore() {
   stop_retiring();
+  stop_settling();
   for (auto& p : parts_) {
     if (p->fd >= 0) ::close(p->fd);
   }
@@ -255,6 +341,8 @@ void LogStore::delete_segments() {
     const bool keep = !d.part->spare_ready;
     lock.unlock();
     ::close(d.fd);
+    // The segment's batches must be in RocksDB's memtables before the flush below.
+    wait_settled(*d.part, d.settle_upto);
     // What the segment holds that RocksDB alone must keep from now on (orders that ended in
     // it, new orders' entries) may not be durable there yet: make it so first. Here, not on
     // the partition writer: without a write-ahead log that is a flush of every memtable.
@@ -526,8 +614,12 @@ Status LogStore::checkpoint(Part& p) {
     const size_t start = out.size();
     size_t count = 0;
     std::string body;
-    for (; it != p.orders.end() && body.size() < kSnapshotRecordBytes; ++it, ++count) {
+    for (; it != p.orders.end() && body.size() < kSnapshotRecordBytes; ++it) {
       const Held& h = it->second;
+      // An order that ended waits in memory for its batch to settle; the old segment, which
+      // holds that batch, is retired only after it has (delete_segments).
+      if (h.ended) continue;
+      ++count;
       put_sized(body, [&](std::string& o) {
         o.append(h.fixed);
         o.append(h.state);
@@ -560,7 +652,8 @@ Status LogStore::checkpoint(Part& p) {
     // file) on another thread; the partition does not wait. (A segment left behind by a
     // crash is read, harmlessly, before the newer one.)
     std::lock_guard lock(deleter_mu_);
-    doomed_.push_back({&p, old_fd, (fs::path(options_.dir) / segment_name(p.id, old_seq)).string()});
+    doomed_.push_back({&p, old_fd, (fs::path(options_.dir) / segment_name(p.id, old_seq)).string(),
+                       p.committed.load(std::memory_order_relaxed)});
     deleter_cv_.notify_one();
   }
   checkpoints_.fetch_add(1, std::memory_order_relaxed);
@@ -581,6 +674,7 @@ Status LogStore::commit(const CommitBatch& batch) {
     return make_error(Errc::unavailable, "the store is closed");
   }
   Part& p = *parts_.at(batch.partition.value);
+  reap(p);
   p.runs.clear();
   for (const Event& e : batch.events) p.runs[e.order_id].push_back(&e);
 
@@ -662,14 +756,15 @@ Status LogStore::commit(const CommitBatch& batch) {
   // (Views only now: history_values may have moved its strings while it grew.)
   for (size_t i = 0; i < histories.size(); ++i) histories[i].events = p.history_values[i];
 
-  // 3. Memory: readers see the batch's orders in progress from here on — before the inner
-  // store has their index entries, so that a list never finds an entry of an order that is
-  // neither here nor there.
+  // 3. Memory: readers see the batch's orders from here on — before the inner store has
+  // their index entries, so that a list never finds an entry of an order that is neither
+  // here nor there; those that ended stay until the batch has settled, and so do the new
+  // idempotency keys.
+  Part::Unsettled unsettled;
   {
     std::lock_guard lock(p.mu);
     for (size_t i = 0; i < batch.orders.size(); ++i) {
       const Order& o = *batch.orders[i].order;
-      if (is_terminal(o.status)) continue;
       const Span& sp = spans[i];
       Held& h = sp.held ? *sp.held : p.orders[o.id];
       if (!sp.held) h.fixed.assign(out, sp.fixed, sp.state - sp.fixed);
@@ -679,18 +774,33 @@ Status LogStore::commit(const CommitBatch& batch) {
         h.runs.emplace_back(sp.run_first, out.substr(sp.run, sp.run_end - sp.run));
         h.next_seq = sp.run_next;
       }
+      if (is_terminal(o.status)) {
+        h.ended = true;
+        unsettled.ended.push_back(o.id);
+      }
+    }
+    for (const IdempotencyEntry& ie : batch.idempotency) {
+      std::string k = scoped_key(ie.tenant, ie.key);
+      p.pending_keys.insert_or_assign(k, ie);
+      unsettled.keys.push_back(std::move(k));
     }
   }
+  // 4. The inner store's write, encoded here and applied by the settling thread.
   if (!ib.orders.empty() || !ib.idempotency.empty()) {
-    st = inner_->commit(ib, histories);
-    if (!st.ok()) return fail(st.error().message);
-  }
-  // Finished orders leave memory once the inner store has them.
-  {
-    std::lock_guard lock(p.mu);
-    for (const OrderWrite& w : batch.orders) {
-      if (is_terminal(w.order->status)) p.orders.erase(w.order->id);
+    RocksStore::PreparedWrite write = inner_->prepare(ib, histories);
+    const uint64_t seq = p.committed.load(std::memory_order_relaxed) + 1;
+    {
+      std::unique_lock lock(settle_mu_);
+      if (settling_.size() >= options_.settle_queue_max) {
+        settle_waits_.fetch_add(1, std::memory_order_relaxed);
+        settle_cv_.wait(lock, [this] { return settling_.size() < options_.settle_queue_max; });
+      }
+      settling_.push_back({&p, seq, std::move(write)});
+      p.committed.store(seq, std::memory_order_release);
     }
+    settle_cv_.notify_all();
+    unsettled.seq = seq;
+    p.unsettled.push_back(std::move(unsettled));
   }
 
   // The log must grow by the limit, and by at least the snapshot's size, before the next
@@ -735,10 +845,23 @@ Result<std::vector<Event>> LogStore::get_events(OrderId id) {
 
 Result<std::optional<IdempotencyEntry>> LogStore::find_idempotency(const std::string& tenant,
                                                                    const std::string& key) {
+  // A key of a batch that has not settled is here (in its partition's map; the few
+  // partitions are all asked rather than this store knowing the engine's routing).
+  const std::string k = scoped_key(tenant, key);
+  for (const auto& p : parts_) {
+    std::lock_guard lock(p->mu);
+    if (p->pending_keys.empty()) continue;
+    if (auto it = p->pending_keys.find(k); it != p->pending_keys.end()) {
+      return std::optional<IdempotencyEntry>(it->second);
+    }
+  }
   return inner_->find_idempotency(tenant, key);
 }
 
 Result<ListPage> LogStore::list_orders(const ListQuery& query) {
+  // Every order created before the list was asked has its index entries in the inner store
+  // once the batches committed so far have settled.
+  settle();
   // The inner store has the index entries of orders in progress, not their records: their
   // current state is here.
   return inner_->list_orders(query, [this](OrderId id) { return held_order(id); });
@@ -759,6 +882,7 @@ Result<std::vector<Order>> LogStore::list_active(PartitionId partition) {
   std::vector<Order> out;
   out.reserve(p.orders.size());
   for (const auto& [id, h] : p.orders) {
+    if (h.ended) continue;
     auto o = codec::decode_order(record_of(h));
     if (!o) return o.take_error();
     out.push_back(std::move(*o));
@@ -773,7 +897,8 @@ bool LogStore::healthy() const {
 size_t LogStore::held(PartitionId partition) const {
   const Part& p = *parts_.at(partition.value);
   std::lock_guard lock(p.mu);
-  return p.orders.size();
+  return static_cast<size_t>(std::count_if(p.orders.begin(), p.orders.end(),
+                                           [](const auto& e) { return !e.second.ended; }));
 }
 
 }  // namespace orderflow

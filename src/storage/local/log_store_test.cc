@@ -9,7 +9,10 @@
 
 #include <filesystem>
 #include <fstream>
+#include <condition_variable>
 #include <functional>
+#include <future>
+#include <mutex>
 
 #include "core/order_machine.h"
 #include "storage/codec.h"
@@ -91,6 +94,23 @@ LogStoreOptions log_options(const std::string& base, uint64_t segment_bytes_max 
   lo.partitions = 2;
   lo.segment_bytes_max = segment_bytes_max;
   return lo;
+}
+
+Opened open_log_with(const std::string& base, const LogStoreOptions& options) {
+  auto inner = RocksStore::open(inner_options(base));
+  if (!inner) {
+    ADD_FAILURE() << inner.error().message;
+    return {};
+  }
+  Opened out;
+  out.inner = inner->get();
+  auto s = LogStore::open(options, std::move(*inner));
+  if (!s) {
+    ADD_FAILURE() << s.error().message;
+    return {};
+  }
+  out.store = std::move(*s);
+  return out;
 }
 
 Opened open_log_at(const std::string& base, uint64_t segment_bytes_max = 64 << 20) {
@@ -213,6 +233,10 @@ TEST(LogStore, AFinishedOrderLeavesTheLogForRocksDbWhole) {
   ASSERT_TRUE(s.store->commit(book.step(id, OrderStatus::cancelled)).ok());
 
   EXPECT_EQ(s.store->held(PartitionId{0}), 0u);
+  // Read back from memory until its batch has settled, then from RocksDB.
+  EXPECT_EQ(**s.store->get_order(id), book.orders.at(id));
+  EXPECT_EQ(*s.store->get_events(id), book.events.at(id));
+  s.store->settle();
   EXPECT_EQ(**s.inner->get_order(id), book.orders.at(id));
   EXPECT_EQ(*s.inner->get_events(id), book.events.at(id));
   ListQuery q;
@@ -593,8 +617,113 @@ TEST(LogStore, ADataDirectoryFromBeforeTheLogKeepsItsOrdersInProgress) {
   EXPECT_EQ(*s.store->get_events(id), book.events.at(id));
   // From now on the log carries it: it ends normally.
   ASSERT_TRUE(s.store->commit(book.step(id, OrderStatus::cancelled)).ok());
+  s.store->settle();
   EXPECT_EQ(*s.inner->get_events(id), book.events.at(id));
   EXPECT_EQ(s.store->held(PartitionId{1}), 0u);
+}
+
+// Holds the settling thread before each batch until released (LogStoreOptions::before_settle).
+class SettleGate {
+ public:
+  std::function<void()> hook() {
+    return [this] {
+      std::unique_lock lock(mu_);
+      ++arrived_;
+      cv_.notify_all();
+      cv_.wait(lock, [this] { return open_; });
+    };
+  }
+  void open() {
+    std::lock_guard lock(mu_);
+    open_ = true;
+    cv_.notify_all();
+  }
+  // Waits until the settling thread has reached the gate n times.
+  void wait_arrived(int n) {
+    std::unique_lock lock(mu_);
+    cv_.wait(lock, [&] { return arrived_ >= n; });
+  }
+
+ private:
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool open_ = false;
+  int arrived_ = 0;
+};
+
+TEST(LogStore, BeforeItsBatchSettlesAnOrderAndItsKeyAreAnsweredFromMemory) {
+  testing::TempDir dir;
+  Book book;
+  SettleGate gate;
+  LogStoreOptions lo = log_options(dir.path());
+  lo.before_settle = gate.hook();
+  auto s = open_log_with(dir.path(), lo);
+  auto b = book.create(0, 1000);
+  const OrderId id = b.orders[0].order->id;
+  ASSERT_TRUE(s.store->commit(b).ok());
+  ASSERT_TRUE(s.store->commit(book.step(id, OrderStatus::cancelled)).ok());
+  gate.wait_arrived(1);
+  // Nothing has reached RocksDB: the key, the order that ended and its events come from memory.
+  EXPECT_FALSE(s.inner->find_idempotency("acme", "key-" + id.str())->has_value());
+  EXPECT_FALSE(s.inner->get_order(id)->has_value());
+  auto key = s.store->find_idempotency("acme", "key-" + id.str());
+  ASSERT_TRUE(key.ok() && key->has_value());
+  EXPECT_EQ((*key)->order_id, id);
+  EXPECT_FALSE(s.store->find_idempotency("acme", "key-other")->has_value());
+  EXPECT_EQ(**s.store->get_order(id), book.orders.at(id));
+  EXPECT_EQ(*s.store->get_events(id), book.events.at(id));
+  EXPECT_EQ(s.store->held(PartitionId{0}), 0u);  // not in progress any more
+  EXPECT_TRUE(s.store->list_active(PartitionId{0})->empty());
+  // A list waits until what was committed before it has settled.
+  ListQuery q;
+  q.tenant = "acme";
+  q.status = OrderStatus::cancelled;
+  q.limit = 10;
+  auto listed = std::async(std::launch::async, [&] { return s.store->list_orders(q); });
+  EXPECT_EQ(listed.wait_for(std::chrono::milliseconds(200)), std::future_status::timeout);
+  gate.open();
+  auto page = listed.get();
+  ASSERT_TRUE(page.ok());
+  ASSERT_EQ(page->orders.size(), 1u);
+  EXPECT_EQ(page->orders[0].id, id);
+  // Settled: RocksDB has it all, and memory lets go at the next commit.
+  EXPECT_EQ(**s.inner->get_order(id), book.orders.at(id));
+  EXPECT_EQ((*s.inner->find_idempotency("acme", "key-" + id.str()))->order_id, id);
+  s.create(book, 0, 2000);
+  EXPECT_EQ(s.store->held(PartitionId{0}), 1u);
+  EXPECT_EQ(**s.store->get_order(id), book.orders.at(id));  // now from RocksDB
+}
+
+TEST(LogStore, AtMostSettleQueueMaxBatchesWaitToSettle) {
+  testing::TempDir dir;
+  Book book;
+  SettleGate gate;
+  LogStoreOptions lo = log_options(dir.path());
+  lo.settle_queue_max = 2;
+  lo.before_settle = gate.hook();
+  auto s = open_log_with(dir.path(), lo);
+  // The settling thread holds the first batch at the gate; two more fill the queue.
+  s.create(book, 0, 1000);
+  gate.wait_arrived(1);
+  s.create(book, 0, 1001);
+  s.create(book, 0, 1002);
+  EXPECT_EQ(s.store->settle_waits(), 0u);  // at the bound: nobody waited
+  // One past it: the writer waits until the queue has room.
+  auto past = book.create(0, 1003);
+  auto committed = std::async(std::launch::async, [&] { return s.store->commit(past); });
+  EXPECT_EQ(committed.wait_for(std::chrono::milliseconds(200)), std::future_status::timeout);
+  gate.open();
+  EXPECT_TRUE(committed.get().ok());
+  EXPECT_EQ(s.store->settle_waits(), 1u);
+  s.store->settle();
+  // Every batch reached RocksDB, in order (orders in progress: their keys; records come when
+  // they end).
+  for (const auto& [id, order] : book.orders) {
+    auto key = s.inner->find_idempotency("acme", order.idempotency_key);
+    ASSERT_TRUE(key.ok() && key->has_value());
+    EXPECT_EQ((*key)->order_id, id);
+  }
+  EXPECT_EQ(book.orders.size(), 4u);
 }
 
 }  // namespace

@@ -275,11 +275,21 @@ RocksStore::~RocksStore() {
   }
 }
 
-Status RocksStore::commit(const CommitBatch& batch, const std::vector<History>& histories) {
-  if (failed_.load(std::memory_order_acquire)) {
-    return make_error(Errc::unavailable, "the store has failed a write and accepts no more");
-  }
+struct RocksStore::Prepared {
   rocksdb::WriteBatch wb;
+};
+
+void RocksStore::PreparedDeleter::operator()(Prepared* p) const { delete p; }
+
+Status RocksStore::commit(const CommitBatch& batch, const std::vector<History>& histories) {
+  PreparedWrite prepared = prepare(batch, histories);
+  return write(*prepared);
+}
+
+RocksStore::PreparedWrite RocksStore::prepare(const CommitBatch& batch,
+                                              const std::vector<History>& histories) {
+  PreparedWrite prepared(new Prepared);
+  rocksdb::WriteBatch& wb = prepared->wb;
   std::string buf;
   for (const OrderWrite& w : batch.orders) {
     const Order& o = *w.order;
@@ -320,7 +330,14 @@ Status RocksStore::commit(const CommitBatch& batch, const std::vector<History>& 
   buf.clear();
   put_u64_be(buf, batch.id_clock);
   wb.Put(cfs_[kCfMeta], clock_key(batch.partition), buf);
+  return prepared;
+}
 
+Status RocksStore::write(Prepared& prepared) {
+  if (failed_.load(std::memory_order_acquire)) {
+    return make_error(Errc::unavailable, "the store has failed a write and accepts no more");
+  }
+  rocksdb::WriteBatch& wb = prepared.wb;
   rocksdb::WriteOptions wo;
   wo.sync = options_.durability == Durability::fsync && !options_.beneath_order_log;
   wo.disableWAL = options_.beneath_order_log;

@@ -70,6 +70,16 @@ class RocksStore final : public OrderStore {
     std::string_view events;
   };
   Status commit(const CommitBatch& batch, const std::vector<History>& histories);
+  // The same in two halves, for a caller that applies the write on another thread: prepare()
+  // encodes the batch into a write of its own (the batch and the histories' bytes may change
+  // as soon as it returns), write() applies it. Writes apply in the order they are written.
+  struct Prepared;
+  struct PreparedDeleter {
+    void operator()(Prepared* p) const;
+  };
+  using PreparedWrite = std::unique_ptr<Prepared, PreparedDeleter>;
+  PreparedWrite prepare(const CommitBatch& batch, const std::vector<History>& histories);
+  Status write(Prepared& prepared);
   Result<std::optional<Order>> get_order(OrderId id) override;
   Result<std::vector<Event>> get_events(OrderId id) override;
   Result<std::optional<IdempotencyEntry>> find_idempotency(const std::string& tenant,
