@@ -114,20 +114,7 @@ Opened open_log_with(const std::string& base, const LogStoreOptions& options) {
 }
 
 Opened open_log_at(const std::string& base, uint64_t segment_bytes_max = 64 << 20) {
-  auto inner = RocksStore::open(inner_options(base));
-  if (!inner) {
-    ADD_FAILURE() << inner.error().message;
-    return {};
-  }
-  Opened out;
-  out.inner = inner->get();
-  auto s = LogStore::open(log_options(base, segment_bytes_max), std::move(*inner));
-  if (!s) {
-    ADD_FAILURE() << s.error().message;
-    return {};
-  }
-  out.store = std::move(*s);
-  return out;
+  return open_log_with(base, log_options(base, segment_bytes_max));
 }
 
 Opened open_log(const testing::TempDir& dir, uint64_t segment_bytes_max = 64 << 20) {
