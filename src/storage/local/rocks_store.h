@@ -72,7 +72,8 @@ class RocksStore final : public OrderStore {
   Status commit(const CommitBatch& batch, const std::vector<History>& histories);
   // The same in two halves, for a caller that applies the write on another thread: prepare()
   // encodes the batch into a write of its own (the batch and the histories' bytes may change
-  // as soon as it returns), write() applies it. Writes apply in the order they are written.
+  // as soon as it returns), write() applies it; writes take effect in the order write() is
+  // called.
   struct Prepared;
   struct PreparedDeleter {
     void operator()(Prepared* p) const;
