@@ -344,7 +344,7 @@ int serve(const ServeOptions& options) {
   }
   http::Backend backend{&engine, sims->get(), &tasks, external};
   const std::string data_dir = o.data_dir;
-  metrics.set_sampler([&engine, data_dir](Metrics& m) {
+  metrics.set_sampler([&engine, log_store = store->get(), data_dir](Metrics& m) {
     struct statvfs fs;
     if (statvfs(data_dir.c_str(), &fs) == 0) {
       m.set_disk(static_cast<double>(fs.f_bavail) * static_cast<double>(fs.f_frsize),
@@ -364,6 +364,7 @@ int serve(const ServeOptions& options) {
     for (int s = 0; s < kStageCount; ++s) {
       m.set_stuck(static_cast<Stage>(s), static_cast<double>(engine.stuck_in_stage(static_cast<Stage>(s))));
     }
+    m.set_settling(static_cast<double>(log_store->settle_queued()), log_store->settle_waits());
   });
   api.set_ready(&backend);
   admin_api.set_ready(&backend);

@@ -53,7 +53,7 @@ struct Metrics::Impl {
       .Name("orderflow_partition_batch_commands").Help("Commands applied per durable write, by partition")
       .Register(registry);
   Family<Histogram>& commit = prometheus::BuildHistogram()
-      .Name("orderflow_log_commit_seconds").Help("Time of one batch commit (order log append and fdatasync, then the RocksDB write), by partition")
+      .Name("orderflow_log_commit_seconds").Help("Time of one batch commit (order log append and fdatasync; the RocksDB write is encoded and queued for the settling thread), by partition")
       .Register(registry);
   Family<Gauge>& orders = prometheus::BuildGauge()
       .Name("orderflow_orders").Help("Orders in progress, by status (terminal orders are counted by orderflow_order_transitions_total)")
@@ -77,6 +77,12 @@ struct Metrics::Impl {
       .Name("orderflow_log_fsync_seconds").Help("Each fdatasync of an order log segment")
       .Register(registry);
   Histogram* fsync_series = &fsync.Add({}, kLatencyBuckets);
+  Gauge* settle_queue = &prometheus::BuildGauge()
+      .Name("orderflow_log_settle_queue").Help("Batches in the order log whose RocksDB writes wait for the settling thread")
+      .Register(registry).Add({});
+  Counter* settle_waits = &prometheus::BuildCounter()
+      .Name("orderflow_log_settle_waits_total").Help("Times a partition writer waited because the settling queue was full")
+      .Register(registry).Add({});
   Family<Gauge>& stuck = prometheus::BuildGauge()
       .Name("orderflow_orders_stuck").Help("Orders in a stage longer than its SLA, by stage")
       .Register(registry);
@@ -217,6 +223,12 @@ void Metrics::set_disk(double free_bytes, double capacity_bytes) {
 }
 
 void Metrics::wal_sync(double seconds) { impl_->fsync_series->Observe(seconds); }
+
+void Metrics::set_settling(double queued, uint64_t waits_total) {
+  impl_->settle_queue->Set(queued);
+  const double seen = impl_->settle_waits->Value();
+  if (static_cast<double>(waits_total) > seen) impl_->settle_waits->Increment(static_cast<double>(waits_total) - seen);
+}
 
 std::string Metrics::render() {
   Sampler sampler;

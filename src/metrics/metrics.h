@@ -60,6 +60,9 @@ class Metrics {
   void set_stuck(Stage stage, double n);
   void set_disk(double free_bytes, double capacity_bytes);
   void wal_sync(double seconds);
+  // The order log's settling queue: batches waiting now, and the writers' waits for room so
+  // far (a running total; the counter follows it).
+  void set_settling(double queued, uint64_t waits_total);
 
   std::string render();
 

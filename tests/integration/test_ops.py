@@ -61,6 +61,11 @@ class MetricsTest(unittest.TestCase):
             self.assertIn(("orderflow_partition_queue_depth", frozenset({("partition", "0")})), ms)
             self.assertGreaterEqual(metric(ms, "orderflow_log_fsync_seconds_count"), 1)
             self.assertGreater(metric(ms, "orderflow_log_fsync_seconds_sum"), 0)
+            # The settling queue: exported, within its bound, and a few orders never filled it.
+            self.assertIn(("orderflow_log_settle_queue", frozenset()), ms)
+            self.assertIn(("orderflow_log_settle_waits_total", frozenset()), ms)
+            self.assertTrue(0 <= metric(ms, "orderflow_log_settle_queue") <= 64)
+            self.assertEqual(metric(ms, "orderflow_log_settle_waits_total"), 0)
             # Logs: one JSON object per line; at debug, a line per request with its id.
             c.request("GET", "/healthz", key=None, headers={"X-Request-Id": "trace-me-123"})
             lines = [json.loads(l) for l in server.log().splitlines() if l.strip()]

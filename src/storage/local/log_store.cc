@@ -312,6 +312,11 @@ void LogStore::settle() {
   for (auto& p : parts_) wait_settled(*p, p->committed.load(std::memory_order_acquire));
 }
 
+size_t LogStore::settle_queued() const {
+  std::lock_guard lock(settle_mu_);
+  return settling_.size();
+}
+
 void LogStore::reap(Part& p) {
   const uint64_t settled = p.settled.load(std::memory_order_acquire);
   if (p.unsettled.empty() || p.unsettled.front().seq > settled) return;

@@ -107,11 +107,13 @@ class LogStore final : public OrderStore {
   // Waits until every batch committed so far has settled into the inner store.
   void settle();
 
-  // Figures for tests. held(): orders in progress in memory (not those that ended and wait for
-  // their batch to settle).
+  // Figures for tests and metrics. held(): orders in progress in memory (not those that ended
+  // and wait for their batch to settle).
   uint64_t checkpoints() const { return checkpoints_.load(std::memory_order_relaxed); }
   size_t held(PartitionId partition) const;
   uint64_t settle_waits() const { return settle_waits_.load(std::memory_order_relaxed); }
+  // Batches waiting for the settling thread now.
+  size_t settle_queued() const;
 
  private:
   struct Part;
@@ -151,7 +153,7 @@ class LogStore final : public OrderStore {
   bool stopping_ = false;
   std::thread deleter_;
   // Batches' RocksDB writes for the settling thread, in commit order.
-  std::mutex settle_mu_;
+  mutable std::mutex settle_mu_;
   std::condition_variable settle_cv_;    // work for the settling thread, or room in the queue
   std::condition_variable settled_cv_;   // a batch settled
   struct Settling {

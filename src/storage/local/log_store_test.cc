@@ -695,6 +695,7 @@ TEST(LogStore, AtMostSettleQueueMaxBatchesWaitToSettle) {
   s.create(book, 0, 1001);
   s.create(book, 0, 1002);
   EXPECT_EQ(s.store->settle_waits(), 0u);  // at the bound: nobody waited
+  EXPECT_EQ(s.store->settle_queued(), 2u);
   // One past it: the writer waits until the queue has room.
   auto past = book.create(0, 1003);
   auto committed = std::async(std::launch::async, [&] { return s.store->commit(past); });
@@ -703,6 +704,7 @@ TEST(LogStore, AtMostSettleQueueMaxBatchesWaitToSettle) {
   EXPECT_TRUE(committed.get().ok());
   EXPECT_EQ(s.store->settle_waits(), 1u);
   s.store->settle();
+  EXPECT_EQ(s.store->settle_queued(), 0u);
   // Every batch reached RocksDB, in order (orders in progress: their keys; records come when
   // they end).
   for (const auto& [id, order] : book.orders) {
