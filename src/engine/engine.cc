@@ -452,9 +452,7 @@ class Partition {
   }
 
   Result<CommandResult> apply_one(PlaceCommand& cmd, Batch& b) {
-    std::string scoped = cmd.tenant;
-    scoped.push_back('\0');
-    scoped.append(cmd.idempotency_key);
+    std::string scoped = scoped_idempotency_key(cmd.tenant, cmd.idempotency_key);
 
     std::optional<OrderId> existing_id;
     if (auto it = b.created_keys.find(scoped); it != b.created_keys.end()) {

@@ -35,6 +35,14 @@ struct IdempotencyEntry {
   uint64_t created_at_ms = 0;
 };
 
+// One string for a (tenant, idempotency key) pair: tenant \0 key (tenants cannot contain \0).
+inline std::string scoped_idempotency_key(const std::string& tenant, const std::string& key) {
+  std::string k = tenant;
+  k.push_back('\0');
+  k.append(key);
+  return k;
+}
+
 // Everything one partition writer applies at once: one atomic, durable write.
 struct CommitBatch {
   PartitionId partition;

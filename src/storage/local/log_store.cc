@@ -198,15 +198,6 @@ struct LogStore::Part {
   std::unordered_map<std::string, IdempotencyEntry> pending_keys;
 };
 
-namespace {
-std::string scoped_key(const std::string& tenant, const std::string& key) {
-  std::string k = tenant;
-  k.push_back('\0');
-  k.append(key);
-  return k;
-}
-}  // namespace
-
 Result<std::unique_ptr<LogStore>> LogStore::open(const LogStoreOptions& options,
                                                  std::unique_ptr<RocksStore> inner) {
   OF_ASSERT(inner->beneath_order_log());
@@ -260,23 +251,21 @@ Status LogStore::close() {
   return Status::ok_status();
 }
 
-void LogStore::stop_retiring() {
+namespace {
+// Tells a background thread to finish (the flag under its mutex, then a wake-up) and joins it.
+void stop_thread(std::mutex& mu, bool& stopping, std::condition_variable& cv, std::thread& t) {
   {
-    std::lock_guard lock(deleter_mu_);
-    stopping_ = true;
+    std::lock_guard lock(mu);
+    stopping = true;
   }
-  deleter_cv_.notify_one();
-  if (deleter_.joinable()) deleter_.join();
+  cv.notify_all();
+  if (t.joinable()) t.join();
 }
+}  // namespace
 
-void LogStore::stop_settling() {
-  {
-    std::lock_guard lock(settle_mu_);
-    settle_stopping_ = true;
-  }
-  settle_cv_.notify_all();
-  if (settler_.joinable()) settler_.join();
-}
+void LogStore::stop_retiring() { stop_thread(deleter_mu_, stopping_, deleter_cv_, deleter_); }
+
+void LogStore::stop_settling() { stop_thread(settle_mu_, settle_stopping_, settle_cv_, settler_); }
 
 void LogStore::settle_batches() {
   std::unique_lock lock(settle_mu_);
@@ -785,7 +774,7 @@ Status LogStore::commit(const CommitBatch& batch) {
       }
     }
     for (const IdempotencyEntry& ie : batch.idempotency) {
-      std::string k = scoped_key(ie.tenant, ie.key);
+      std::string k = scoped_idempotency_key(ie.tenant, ie.key);
       p.pending_keys.insert_or_assign(k, ie);
       unsettled.keys.push_back(std::move(k));
     }
@@ -852,7 +841,7 @@ Result<std::optional<IdempotencyEntry>> LogStore::find_idempotency(const std::st
                                                                    const std::string& key) {
   // A key of a batch that has not settled is here (in its partition's map; the few
   // partitions are all asked rather than this store knowing the engine's routing).
-  const std::string k = scoped_key(tenant, key);
+  const std::string k = scoped_idempotency_key(tenant, key);
   for (const auto& p : parts_) {
     std::lock_guard lock(p->mu);
     if (p->pending_keys.empty()) continue;

@@ -56,13 +56,6 @@ std::string event_key(OrderId id, uint32_t seq) {
   return k;
 }
 
-std::string idempotency_key(const std::string& tenant, const std::string& key) {
-  std::string k = tenant;
-  k.push_back('\0');
-  k.append(key);
-  return k;
-}
-
 // Non-terminal orders by partition: u16 BE partition + id bytes.
 std::string active_key(OrderId id) {
   std::string k;
@@ -325,7 +318,7 @@ RocksStore::PreparedWrite RocksStore::prepare(const CommitBatch& batch,
   for (const IdempotencyEntry& ie : batch.idempotency) {
     buf = order_key(ie.order_id);
     put_u64_be(buf, ie.created_at_ms);
-    wb.Put(cfs_[kCfIdempotency], idempotency_key(ie.tenant, ie.key), buf);
+    wb.Put(cfs_[kCfIdempotency], scoped_idempotency_key(ie.tenant, ie.key), buf);
   }
   buf.clear();
   put_u64_be(buf, batch.id_clock);
@@ -412,7 +405,7 @@ Result<std::vector<Event>> RocksStore::get_events(OrderId id) {
 Result<std::optional<IdempotencyEntry>> RocksStore::find_idempotency(const std::string& tenant,
                                                                      const std::string& key) {
   rocksdb::PinnableSlice value;
-  rocksdb::Status s = db_->Get({}, cfs_[kCfIdempotency], idempotency_key(tenant, key), &value);
+  rocksdb::Status s = db_->Get({}, cfs_[kCfIdempotency], scoped_idempotency_key(tenant, key), &value);
   if (s.IsNotFound()) return std::optional<IdempotencyEntry>();
   if (!s.ok()) return io_error("read failed", s);
   std::string_view v = value.ToStringView();
