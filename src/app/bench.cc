@@ -243,7 +243,11 @@ class Load {
       c->intended = start_ + std::chrono::duration_cast<SteadyClock::duration>(
                                  std::chrono::duration<double>(static_cast<double>(ticket) / request_rate));
       if (c->intended > now) {
-        c->timer.expires_at(c->intended);
+        // The timers fire on whole milliseconds from the start: the requests due within one
+        // are sent on one wake-up instead of one each (at 8,000/s the load generator woke
+        // ~7,000 times a second, on the cores the server shares). Latency still counts from
+        // each request's own intended time, so the wait to the boundary is charged to it.
+        c->timer.expires_at(start_ + std::chrono::ceil<std::chrono::milliseconds>(c->intended - start_));
         c->timer.async_wait([this, c](beast::error_code) { send(c); });
         return;
       }
