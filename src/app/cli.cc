@@ -106,8 +106,9 @@ int run_cli(int argc, char** argv) {
       ->check(CLI::Range(1, 10000))
       ->capture_default_str();
   bench_cmd->add_option("--rate", bo.rate,
-                        "Open loop: orders/s to send on schedule (latency counts from the "
-                        "intended send time); 0 = closed loop")
+                        "Open loop: orders/s to send on schedule, those due within a "
+                        "millisecond together (latency counts from each one's intended send "
+                        "time); 0 = closed loop")
       ->check(CLI::Range(0.0, 10000000.0))
       ->capture_default_str();
   bench_cmd->add_option("--duration", bo.duration_s, "Seconds to measure, after the warm-up")
