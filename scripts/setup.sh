@@ -5,7 +5,7 @@ set -euo pipefail
 
 packages=(
   build-essential cmake g++ make pkg-config
-  librocksdb-dev libsnappy-dev liblz4-dev libzstd-dev zlib1g-dev libbz2-dev libsimdjson-dev libboost-dev libcli11-dev libgtest-dev libjemalloc-dev prometheus-cpp-dev
+  librocksdb-dev libsnappy-dev liblz4-dev libzstd-dev zlib1g-dev libbz2-dev libsimdjson-dev libboost-dev libcli11-dev libgtest-dev libjemalloc-dev prometheus-cpp-dev liburing-dev
   python3 curl ca-certificates procps prometheus chromium
 )
 

@@ -6,6 +6,11 @@
 #include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
+#include <liburing.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
 
 #include <boost/asio.hpp>
 #include <boost/beast/core.hpp>
@@ -13,6 +18,7 @@
 #include <charconv>
 #include <chrono>
 #include <cstdio>
+#include <cstring>
 #include <deque>
 #include <fcntl.h>
 
@@ -23,6 +29,7 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <queue>
 #include <random>
 #include <string>
 #include <vector>
@@ -155,30 +162,12 @@ struct Results {
 // The longest a closed-loop connection waits after a 503 or 429 before it asks again.
 constexpr std::chrono::milliseconds kShedWaitMax{1000};
 
-class Load {
+// What both transports below share: the schedule (closed or open loop), the requests, what
+// each response means for the results, and the progress line.
+class LoadPlan {
  public:
-  Load(const BenchOptions& o, std::string host, uint16_t port, uint64_t seed, std::string run_id)
-      : o_(o), host_(std::move(host)), port_(port), factory_(seed, std::move(run_id)),
-        progress_(ioc_) {}
-
-  Results run() {
-    tcp::resolver resolver(ioc_);
-    endpoints_ = resolver.resolve(host_, std::to_string(port_));
-    start_ = SteadyClock::now();
-    measure_start_ = start_ + std::chrono::duration_cast<SteadyClock::duration>(
-                                  std::chrono::duration<double>(o_.warmup_s));
-    end_ = measure_start_ + std::chrono::duration_cast<SteadyClock::duration>(
-                                std::chrono::duration<double>(o_.duration_s));
-    for (int i = 0; i < o_.connections; ++i) {
-      auto c = std::make_shared<Conn>(ioc_);
-      conns_.push_back(c);
-      connect(c);
-    }
-    schedule_progress();
-    ioc_.run();
-    measured_s_ = std::max(0.0, seconds_between(measure_start_, std::min(last_response_, end_)));
-    return std::move(r_);
-  }
+  LoadPlan(const BenchOptions& o, std::string host, uint16_t port, uint64_t seed, std::string run_id)
+      : o_(o), host_(std::move(host)), port_(port), factory_(seed, std::move(run_id)) {}
 
   double measured_seconds() const { return measured_s_; }
   // From the first request to the last response, warm-up included.
@@ -187,83 +176,62 @@ class Load {
     return last_response_ > start_ ? seconds_between(start_, last_response_) : 0;
   }
 
- private:
-  struct Conn {
-    explicit Conn(asio::io_context& ioc) : sock(ioc), timer(ioc) {}
-    tcp::socket sock;
-    asio::steady_timer timer;
-    beast::flat_buffer buf;
-    std::optional<bhttp::response_parser<bhttp::string_body>> parser;
-    std::string req;
-    SteadyClock::time_point intended;
-    int orders_in_request = 1;
-    int reconnects = 0;
-  };
-
+ protected:
   static constexpr size_t kResponseBufferBytes = 16384;
 
-  int per_request() const { return o_.batch > 0 ? o_.batch : 1; }
-
-  bool done_issuing(SteadyClock::time_point now) const {
-    if (o_.orders > 0) return issued_orders_ >= o_.orders;
-    return now >= end_;
+  void begin() {
+    start_ = SteadyClock::now();
+    measure_start_ = start_ + std::chrono::duration_cast<SteadyClock::duration>(
+                                  std::chrono::duration<double>(o_.warmup_s));
+    end_ = measure_start_ + std::chrono::duration_cast<SteadyClock::duration>(
+                                std::chrono::duration<double>(o_.duration_s));
   }
 
-  void connect(const std::shared_ptr<Conn>& c) {
-    asio::async_connect(c->sock, endpoints_, [this, c](beast::error_code ec, const tcp::endpoint&) {
-      if (ec) {
-        ++r_.errors["connect_error"];
-        return finish_conn(c);
-      }
-      c->sock.set_option(tcp::no_delay(true));
-      next(c);
-    });
+  Results finish() {
+    measured_s_ = std::max(0.0, seconds_between(measure_start_, std::min(last_response_, end_)));
+    return std::move(r_);
   }
 
-  void finish_conn(const std::shared_ptr<Conn>& c) {
-    beast::error_code ignored;
-    c->sock.close(ignored);
-    if (++finished_ == conns_.size()) progress_.cancel();
-  }
-
-  void next(const std::shared_ptr<Conn>& c) {
-    auto now = SteadyClock::now();
-    if (done_issuing(now)) return finish_conn(c);
-    uint64_t ticket = tickets_++;
-    c->orders_in_request = per_request();
+  struct Planned {
+    int orders = 1;
+    SteadyClock::time_point intended;  // latency counts from here
+    SteadyClock::time_point send_at;   // not before (open loop)
+  };
+  // A connection's next request, or nullopt when the load is over for it.
+  std::optional<Planned> plan(SteadyClock::time_point now) {
+    if (done_issuing(now)) return std::nullopt;
+    Planned p;
+    const uint64_t ticket = tickets_++;
+    p.orders = per_request();
     if (o_.orders > 0) {
-      c->orders_in_request = static_cast<int>(
-          std::min<uint64_t>(static_cast<uint64_t>(per_request()), o_.orders - issued_orders_));
+      p.orders = static_cast<int>(std::min<uint64_t>(static_cast<uint64_t>(per_request()), o_.orders - issued_orders_));
     }
-    issued_orders_ += static_cast<uint64_t>(c->orders_in_request);
+    issued_orders_ += static_cast<uint64_t>(p.orders);
+    p.intended = p.send_at = now;
     if (o_.rate > 0) {
       // Open loop: request k is due at start + k / request_rate, whether or not the server
       // kept up; latency counts from that time, so stalls are not hidden.
-      double request_rate = o_.rate / per_request();
-      c->intended = start_ + std::chrono::duration_cast<SteadyClock::duration>(
-                                 std::chrono::duration<double>(static_cast<double>(ticket) / request_rate));
-      if (c->intended > now) {
-        // The timers fire on whole milliseconds from the start: the requests due within one
-        // are sent on one wake-up instead of one each (at 8,000/s the load generator woke
-        // ~7,000 times a second, on the cores the server shares). Latency still counts from
-        // each request's own intended time, so the wait to the boundary is charged to it.
-        c->timer.expires_at(start_ + std::chrono::ceil<std::chrono::milliseconds>(c->intended - start_));
-        c->timer.async_wait([this, c](beast::error_code) { send(c); });
-        return;
+      const double request_rate = o_.rate / per_request();
+      p.intended = start_ + std::chrono::duration_cast<SteadyClock::duration>(
+                                std::chrono::duration<double>(static_cast<double>(ticket) / request_rate));
+      // Sent on whole milliseconds from the start: the requests due within one go out on one
+      // wake-up instead of one each (at 8,000/s the load generator woke ~7,000 times a second,
+      // on the cores the server shares). Latency still counts from each request's own intended
+      // time, so the wait to the boundary is charged to it.
+      if (p.intended > now) {
+        p.send_at = start_ + std::chrono::ceil<std::chrono::milliseconds>(p.intended - start_);
       }
-    } else {
-      c->intended = now;
     }
-    send(c);
+    return p;
   }
 
-  void build_request(Conn& c) {
+  void build_request(std::string& req, int orders) {
     std::string body, key;
     std::string target = "/v1/orders";
     if (o_.batch > 0) {
       target = "/v1/orders:batch";
       body = "{\"orders\":[";
-      for (int i = 0; i < c.orders_in_request; ++i) {
+      for (int i = 0; i < orders; ++i) {
         if (i) body += ",";
         body += "{\"idempotency_key\":\"" + factory_.key() + "\",\"order\":" + factory_.body() + "}";
       }
@@ -272,48 +240,24 @@ class Load {
       key = factory_.key();
       body = factory_.body();
     }
-    c.req.clear();
-    c.req += "POST " + target + " HTTP/1.1\r\nHost: " + host_ + "\r\nAuthorization: Bearer " +
-             o_.api_key + "\r\nContent-Type: application/json\r\n";
-    if (!key.empty()) c.req += "Idempotency-Key: " + key + "\r\n";
-    c.req += "Content-Length: " + std::to_string(body.size()) + "\r\n\r\n";
-    c.req += body;
-  }
-
-  void send(const std::shared_ptr<Conn>& c) {
-    build_request(*c);
+    req.clear();
+    req += "POST " + target + " HTTP/1.1\r\nHost: " + host_ + "\r\nAuthorization: Bearer " +
+           o_.api_key + "\r\nContent-Type: application/json\r\n";
+    if (!key.empty()) req += "Idempotency-Key: " + key + "\r\n";
+    req += "Content-Length: " + std::to_string(body.size()) + "\r\n\r\n";
+    req += body;
     ++r_.requests_sent;
-    asio::async_write(c->sock, asio::buffer(c->req), [this, c](beast::error_code ec, size_t) {
-      if (ec) return failed(c, "connection_error");
-      c->parser.emplace();
-      c->parser->body_limit(64 * 1024 * 1024);
-      // Beast reads max(512, free capacity) bytes at a time: at 512 a ~700-byte order came
-      // in two reads, a system call more per request on the same cores as the server.
-      c->buf.reserve(kResponseBufferBytes);
-      bhttp::async_read(c->sock, c->buf, *c->parser, [this, c](beast::error_code ec2, size_t) {
-        if (ec2) return failed(c, "connection_error");
-        on_response(c);
-      });
-    });
   }
 
-  void failed(const std::shared_ptr<Conn>& c, const char* what) {
-    ++r_.errors[what];
-    beast::error_code ignored;
-    c->sock.close(ignored);
-    if (++c->reconnects > 100) return finish_conn(c);
-    c->sock = tcp::socket(ioc_);
-    c->buf.clear();
-    connect(c);
-  }
-
-  void on_response(const std::shared_ptr<Conn>& c) {
+  // Records a response. Returns how long the connection waits before its next request: zero,
+  // or, in closed loop after the server shed the request, as long as it asked.
+  SteadyClock::duration on_response(SteadyClock::time_point intended,
+                                    const bhttp::response<bhttp::string_body>& res) {
     auto now = SteadyClock::now();
     last_response_ = now;
-    const auto& res = c->parser->get();
-    const bool measured = c->intended >= measure_start_ && c->intended < end_;
+    const bool measured = intended >= measure_start_ && intended < end_;
     uint64_t us = static_cast<uint64_t>(
-        std::chrono::duration_cast<std::chrono::microseconds>(now - c->intended).count());
+        std::chrono::duration_cast<std::chrono::microseconds>(now - intended).count());
     if (measured) {
       r_.latency_us.record(us);
       ++r_.requests_measured;
@@ -357,67 +301,416 @@ class Load {
     r_.orders_acked += acked;
     r_.interval_acked += acked;
     if (measured) r_.orders_acked_measured += acked;
-    if (!res.keep_alive()) return failed(c, "server_closed");
-    if (shed && o_.rate == 0) {
-      // Closed loop: wait as the server asked (Retry-After, at most kShedWaitMax; 100 ms when
-      // it did not say) instead of asking again at once, which only burns the CPU the server
-      // shares with this process. (Open loop keeps its schedule.)
-      std::chrono::milliseconds wait(100);
-      if (auto it = res.find(bhttp::field::retry_after); it != res.end()) {
-        int secs = 0;
-        auto v = it->value();
-        if (std::from_chars(v.data(), v.data() + v.size(), secs).ec == std::errc() && secs >= 0) {
-          wait = std::chrono::milliseconds(1000LL * secs);
-        }
-      } else if (o_.batch > 0) {
-        wait = std::chrono::milliseconds(1000);  // items carry no header: the single endpoint's 1 s
+    if (!shed || o_.rate > 0) return SteadyClock::duration::zero();
+    // Closed loop: wait as the server asked (Retry-After, at most kShedWaitMax; 100 ms when it
+    // did not say) instead of asking again at once, which only burns the CPU the server shares
+    // with this process. (Open loop keeps its schedule.)
+    std::chrono::milliseconds wait(100);
+    if (auto it = res.find(bhttp::field::retry_after); it != res.end()) {
+      int secs = 0;
+      auto v = it->value();
+      if (std::from_chars(v.data(), v.data() + v.size(), secs).ec == std::errc() && secs >= 0) {
+        wait = std::chrono::milliseconds(1000LL * secs);
       }
-      ++r_.waits;
-      c->timer.expires_after(std::min<SteadyClock::duration>(wait, kShedWaitMax));
-      c->timer.async_wait([this, c](beast::error_code) { next(c); });
+    } else if (o_.batch > 0) {
+      wait = std::chrono::milliseconds(1000);  // items carry no header: the single endpoint's 1 s
+    }
+    ++r_.waits;
+    return std::min<SteadyClock::duration>(wait, kShedWaitMax);
+  }
+
+  void error(const std::string& what) { ++r_.errors[what]; }
+
+  void progress_line() {
+    if (!o_.quiet) {
+      double t = seconds_between(start_, SteadyClock::now());
+      std::string errs;
+      for (auto& [k, v] : r_.errors) errs += " " + k + "=" + std::to_string(v);
+      std::fprintf(stderr, "[%5.1fs]%s sent=%llu acked=%llu rate=%llu/s p99=%.2fms errors:%s\n", t,
+                   SteadyClock::now() < measure_start_ ? " warm-up" : "",
+                   static_cast<unsigned long long>(r_.requests_sent),
+                   static_cast<unsigned long long>(r_.orders_acked),
+                   static_cast<unsigned long long>(r_.interval_acked),
+                   static_cast<double>(r_.interval_us.quantile(0.99)) / 1000.0,
+                   errs.empty() ? " none" : errs.c_str());
+    }
+    r_.interval_acked = 0;
+    r_.interval_us.reset();
+  }
+
+  const BenchOptions& o_;
+  std::string host_;
+  uint16_t port_;
+
+ private:
+  int per_request() const { return o_.batch > 0 ? o_.batch : 1; }
+
+  bool done_issuing(SteadyClock::time_point now) const {
+    if (o_.orders > 0) return issued_orders_ >= o_.orders;
+    return now >= end_;
+  }
+
+  OrderFactory factory_;
+  simdjson::dom::parser parser_;
+  SteadyClock::time_point start_, measure_start_, end_, last_response_;
+  uint64_t tickets_ = 0;
+  uint64_t issued_orders_ = 0;
+  double measured_s_ = 0;
+  Results r_;
+};
+
+// The load on io_uring: every connection's request and the read of its answer are queued
+// together, and one system call submits what is queued and waits for what completed. Through
+// Asio each request cost ~2.8 system calls (a send, a speculative read that mostly found
+// nothing, the read, a share of epoll_wait), on the same cores as the server, on a machine
+// where each costs ~1 us (docs/performance.md). Timers (open-loop schedule, waits after a
+// shed request, the progress line) are a heap whose earliest entry bounds each wait.
+class UringLoad final : public LoadPlan {
+ public:
+  using LoadPlan::LoadPlan;
+  ~UringLoad() {
+    for (auto& c : conns_) close_fd(*c);
+    if (ring_ready_) io_uring_queue_exit(&ring_);
+  }
+
+  // False (and nothing started) when io_uring cannot be used here: a kernel without it, or a
+  // sandbox that forbids it (container seccomp profiles often do).
+  bool init() {
+    unsigned entries = 64;
+    while (entries < 2u * static_cast<unsigned>(o_.connections) + 8 && entries < 32768) entries *= 2;
+    if (io_uring_queue_init(entries, &ring_, 0) != 0) return false;
+    ring_ready_ = true;
+    return true;
+  }
+
+  Results run() {
+    addrinfo hints{};
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    addrinfo* found = nullptr;
+    if (getaddrinfo(host_.c_str(), std::to_string(port_).c_str(), &hints, &found) != 0 || found == nullptr) {
+      for (int i = 0; i < o_.connections; ++i) error("connect_error");
+      return finish();
+    }
+    std::memcpy(&addr_, found->ai_addr, found->ai_addrlen);
+    addr_len_ = found->ai_addrlen;
+    family_ = found->ai_family;
+    freeaddrinfo(found);
+    begin();
+    for (int i = 0; i < o_.connections; ++i) {
+      conns_.push_back(std::make_unique<Conn>());
+      conns_.back()->index = static_cast<uint32_t>(i);
+    }
+    for (auto& c : conns_) {
+      if (!connect(*c)) {
+        error("connect_error");
+        finish_conn(*c);
+      } else {
+        next(*c);
+      }
+    }
+    auto progress_at = SteadyClock::now() + std::chrono::seconds(1);
+    while (finished_ < conns_.size()) {
+      auto now = SteadyClock::now();
+      while (!timers_.empty() && timers_.top().due <= now) {
+        Timer t = timers_.top();
+        timers_.pop();
+        Conn& c = *conns_[t.conn];
+        if (t.seq == c.seq) t.send ? send(c) : next(c);
+      }
+      if (now >= progress_at) {
+        progress_line();
+        progress_at += std::chrono::seconds(1);
+      }
+      if (finished_ == conns_.size()) break;
+      auto until = progress_at;
+      if (!timers_.empty()) until = std::min(until, timers_.top().due);
+      const auto wait = std::max<SteadyClock::duration>(until - SteadyClock::now(), std::chrono::microseconds(0));
+      __kernel_timespec ts{};
+      ts.tv_sec = std::chrono::duration_cast<std::chrono::seconds>(wait).count();
+      ts.tv_nsec = std::chrono::duration_cast<std::chrono::nanoseconds>(wait % std::chrono::seconds(1)).count();
+      io_uring_cqe* cqe = nullptr;
+      int rc = io_uring_submit_and_wait_timeout(&ring_, &cqe, 1, &ts, nullptr);
+      if (rc < 0 && rc != -ETIME && rc != -EINTR) {
+        error("io_uring_error");
+        break;
+      }
+      unsigned head = 0, seen = 0;
+      io_uring_for_each_cqe(&ring_, head, cqe) {
+        ++seen;
+        complete(io_uring_cqe_get_data64(cqe), cqe->res);
+      }
+      io_uring_cq_advance(&ring_, seen);
+    }
+    return finish();
+  }
+
+ private:
+  struct Conn {
+    uint32_t index = 0;
+    int fd = -1;
+    uint32_t seq = 0;  // the current request's number: completions of an earlier one are stale
+    std::string req;
+    size_t sent = 0;
+    std::string in;  // bytes received and not yet taken by the parser
+    std::optional<bhttp::response_parser<bhttp::string_body>> parser;
+    SteadyClock::time_point intended;
+    int reconnects = 0;
+    bool finished = false;
+    char buf[kResponseBufferBytes];
+  };
+  struct Timer {
+    SteadyClock::time_point due;
+    uint32_t conn;
+    uint32_t seq;
+    bool send;  // true: send the planned request; false: plan the next one
+    bool operator>(const Timer& o) const { return due > o.due; }
+  };
+  enum Op : uint64_t { kSend = 0, kRecv = 1 };
+
+  static uint64_t tag(const Conn& c, Op op) {
+    return uint64_t{c.index} << 33 | uint64_t{c.seq} << 1 | op;
+  }
+
+  io_uring_sqe* sqe() {
+    io_uring_sqe* s = io_uring_get_sqe(&ring_);
+    while (s == nullptr) {  // the queue is full: hand it to the kernel and take a fresh entry
+      io_uring_submit(&ring_);
+      s = io_uring_get_sqe(&ring_);
+    }
+    return s;
+  }
+
+  bool connect(Conn& c) {
+    c.fd = ::socket(family_, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (c.fd < 0) return false;
+    if (::connect(c.fd, reinterpret_cast<const sockaddr*>(&addr_), addr_len_) != 0) {
+      close_fd(c);
+      return false;
+    }
+    int one = 1;
+    ::setsockopt(c.fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    return true;
+  }
+
+  static void close_fd(Conn& c) {
+    if (c.fd < 0) return;
+    ::shutdown(c.fd, SHUT_RDWR);  // ends a read still queued in the ring on this socket
+    ::close(c.fd);
+    c.fd = -1;
+  }
+
+  void finish_conn(Conn& c) {
+    if (c.finished) return;
+    c.finished = true;
+    ++c.seq;
+    close_fd(c);
+    ++finished_;
+  }
+
+  void next(Conn& c) {
+    auto p = plan(SteadyClock::now());
+    if (!p) return finish_conn(c);
+    ++c.seq;
+    c.intended = p->intended;
+    build_request(c.req, p->orders);
+    if (p->send_at > SteadyClock::now()) {
+      timers_.push(Timer{p->send_at, c.index, c.seq, true});
+      return;
+    }
+    send(c);
+  }
+
+  void send(Conn& c) {
+    c.sent = 0;
+    c.in.clear();
+    c.parser.emplace();
+    c.parser->eager(true);
+    c.parser->body_limit(64 * 1024 * 1024);
+    queue_send(c);
+    queue_recv(c);
+  }
+
+  void queue_send(Conn& c) {
+    io_uring_sqe* s = sqe();
+    io_uring_prep_send(s, c.fd, c.req.data() + c.sent, c.req.size() - c.sent, MSG_NOSIGNAL);
+    io_uring_sqe_set_data64(s, tag(c, kSend));
+  }
+
+  void queue_recv(Conn& c) {
+    io_uring_sqe* s = sqe();
+    io_uring_prep_recv(s, c.fd, c.buf, sizeof c.buf, 0);
+    io_uring_sqe_set_data64(s, tag(c, kRecv));
+  }
+
+  void complete(uint64_t data, int res) {
+    Conn& c = *conns_[data >> 33];
+    if (static_cast<uint32_t>(data >> 1) != c.seq || c.finished) return;  // an earlier request's
+    if ((data & 1) == kSend) {
+      if (res < 0) return failed(c, "connection_error");
+      c.sent += static_cast<size_t>(res);
+      if (c.sent < c.req.size()) queue_send(c);
+      return;
+    }
+    beast::error_code ec;
+    if (res < 0) return failed(c, "connection_error");
+    if (res == 0) {
+      c.parser->put_eof(ec);
+      if (ec || !c.parser->is_done()) return failed(c, "connection_error");
+    } else {
+      c.in.append(c.buf, static_cast<size_t>(res));
+      size_t used = 0;
+      while (used < c.in.size() && !c.parser->is_done()) {
+        const size_t n = c.parser->put(asio::buffer(c.in.data() + used, c.in.size() - used), ec);
+        used += n;
+        if (ec == bhttp::error::need_more) {
+          ec = {};
+          break;
+        }
+        if (ec) return failed(c, "connection_error");
+        if (n == 0) break;
+      }
+      c.in.erase(0, used);
+      if (!c.parser->is_done()) return queue_recv(c);
+    }
+    const auto& res_msg = c.parser->get();
+    const SteadyClock::duration wait = on_response(c.intended, res_msg);
+    if (!res_msg.keep_alive()) return failed(c, "server_closed");
+    if (wait > SteadyClock::duration::zero()) {
+      ++c.seq;  // nothing of this request is pending any more
+      timers_.push(Timer{SteadyClock::now() + wait, c.index, c.seq, false});
       return;
     }
     next(c);
+  }
+
+  void failed(Conn& c, const char* what) {
+    error(what);
+    ++c.seq;
+    close_fd(c);
+    if (++c.reconnects > 100 || !connect(c)) return finish_conn(c);
+    next(c);
+  }
+
+  io_uring ring_{};
+  bool ring_ready_ = false;
+  sockaddr_storage addr_{};
+  socklen_t addr_len_ = 0;
+  int family_ = AF_INET;
+  std::vector<std::unique_ptr<Conn>> conns_;
+  std::priority_queue<Timer, std::vector<Timer>, std::greater<Timer>> timers_;
+  size_t finished_ = 0;
+};
+
+// The same load through Asio, where io_uring is not available.
+class AsioLoad final : public LoadPlan {
+ public:
+  AsioLoad(const BenchOptions& o, std::string host, uint16_t port, uint64_t seed, std::string run_id)
+      : LoadPlan(o, std::move(host), port, seed, std::move(run_id)), progress_(ioc_) {}
+
+  Results run() {
+    tcp::resolver resolver(ioc_);
+    endpoints_ = resolver.resolve(host_, std::to_string(port_));
+    begin();
+    for (int i = 0; i < o_.connections; ++i) {
+      auto c = std::make_shared<Conn>(ioc_);
+      conns_.push_back(c);
+      connect(c);
+    }
+    schedule_progress();
+    ioc_.run();
+    return finish();
+  }
+
+ private:
+  struct Conn {
+    explicit Conn(asio::io_context& ioc) : sock(ioc), timer(ioc) {}
+    tcp::socket sock;
+    asio::steady_timer timer;
+    beast::flat_buffer buf;
+    std::optional<bhttp::response_parser<bhttp::string_body>> parser;
+    std::string req;
+    SteadyClock::time_point intended;
+    int reconnects = 0;
+  };
+
+  void connect(const std::shared_ptr<Conn>& c) {
+    asio::async_connect(c->sock, endpoints_, [this, c](beast::error_code ec, const tcp::endpoint&) {
+      if (ec) {
+        error("connect_error");
+        return finish_conn(c);
+      }
+      c->sock.set_option(tcp::no_delay(true));
+      next(c);
+    });
+  }
+
+  void finish_conn(const std::shared_ptr<Conn>& c) {
+    beast::error_code ignored;
+    c->sock.close(ignored);
+    if (++finished_ == conns_.size()) progress_.cancel();
+  }
+
+  void next(const std::shared_ptr<Conn>& c) {
+    auto p = plan(SteadyClock::now());
+    if (!p) return finish_conn(c);
+    c->intended = p->intended;
+    build_request(c->req, p->orders);
+    if (p->send_at > SteadyClock::now()) {
+      c->timer.expires_at(p->send_at);
+      c->timer.async_wait([this, c](beast::error_code) { send(c); });
+      return;
+    }
+    send(c);
+  }
+
+  void send(const std::shared_ptr<Conn>& c) {
+    asio::async_write(c->sock, asio::buffer(c->req), [this, c](beast::error_code ec, size_t) {
+      if (ec) return failed(c, "connection_error");
+      c->parser.emplace();
+      c->parser->body_limit(64 * 1024 * 1024);
+      // Beast reads max(512, free capacity) bytes at a time: at 512 a ~700-byte order came
+      // in two reads, a system call more per request on the same cores as the server.
+      c->buf.reserve(kResponseBufferBytes);
+      bhttp::async_read(c->sock, c->buf, *c->parser, [this, c](beast::error_code ec2, size_t) {
+        if (ec2) return failed(c, "connection_error");
+        const auto& res = c->parser->get();
+        const SteadyClock::duration wait = on_response(c->intended, res);
+        if (!res.keep_alive()) return failed(c, "server_closed");
+        if (wait > SteadyClock::duration::zero()) {
+          c->timer.expires_after(wait);
+          c->timer.async_wait([this, c](beast::error_code) { next(c); });
+          return;
+        }
+        next(c);
+      });
+    });
+  }
+
+  void failed(const std::shared_ptr<Conn>& c, const char* what) {
+    error(what);
+    beast::error_code ignored;
+    c->sock.close(ignored);
+    if (++c->reconnects > 100) return finish_conn(c);
+    c->sock = tcp::socket(ioc_);
+    c->buf.clear();
+    connect(c);
   }
 
   void schedule_progress() {
     progress_.expires_after(std::chrono::seconds(1));
     progress_.async_wait([this](beast::error_code ec) {
       if (ec || finished_ == conns_.size()) return;
-      if (!o_.quiet) {
-        double t = seconds_between(start_, SteadyClock::now());
-        std::string errs;
-        for (auto& [k, v] : r_.errors) errs += " " + k + "=" + std::to_string(v);
-        std::fprintf(stderr,
-                     "[%5.1fs]%s sent=%llu acked=%llu rate=%llu/s p99=%.2fms errors:%s\n", t,
-                     SteadyClock::now() < measure_start_ ? " warm-up" : "",
-                     static_cast<unsigned long long>(r_.requests_sent),
-                     static_cast<unsigned long long>(r_.orders_acked),
-                     static_cast<unsigned long long>(r_.interval_acked),
-                     static_cast<double>(r_.interval_us.quantile(0.99)) / 1000.0,
-                     errs.empty() ? " none" : errs.c_str());
-      }
-      r_.interval_acked = 0;
-      r_.interval_us.reset();
+      progress_line();
       schedule_progress();
     });
   }
 
-  const BenchOptions& o_;
-  std::string host_;
-  uint16_t port_;
-  OrderFactory factory_;
   asio::io_context ioc_;
   tcp::resolver::results_type endpoints_;
   std::vector<std::shared_ptr<Conn>> conns_;
   asio::steady_timer progress_;
-  simdjson::dom::parser parser_;
-  SteadyClock::time_point start_, measure_start_, end_, last_response_;
-  uint64_t tickets_ = 0;
-  uint64_t issued_orders_ = 0;
   size_t finished_ = 0;
-  double measured_s_ = 0;
-  Results r_;
 };
 
 // After the load: polls every acknowledged order until it is terminal or time runs out.
@@ -637,9 +930,27 @@ int bench(const BenchOptions& in) {
     return 2;
   }
 
-  Load load(o, host, port, seed, run_id);
+  // io_uring where the kernel allows it (fewer system calls on the cores the server shares);
+  // Asio otherwise.
+  std::unique_ptr<UringLoad> uring;
+  std::unique_ptr<AsioLoad> fallback;
+  if (o.io_engine != "epoll") {
+    uring = std::make_unique<UringLoad>(o, host, port, seed, run_id);
+    if (!uring->init()) {
+      uring.reset();
+      if (o.io_engine == "io_uring") {
+        std::fprintf(stderr, "orderflow bench: io_uring is not available here (--io-engine epoll "
+                             "or auto)\n");
+        return 2;
+      }
+      if (!o.quiet) std::fprintf(stderr, "orderflow bench: io_uring is not available here; using epoll\n");
+    }
+  }
+  if (!uring) fallback = std::make_unique<AsioLoad>(o, host, port, seed, run_id);
+  const char* engine = uring ? "io_uring" : "epoll";
+  LoadPlan& load = uring ? static_cast<LoadPlan&>(*uring) : *fallback;
   const CpuSample cpu0 = sample_cpu(embedded.pid);
-  Results r = load.run();
+  Results r = uring ? uring->run() : fallback->run();
   const CpuSample cpu1 = sample_cpu(embedded.pid);
   // CPU per order acknowledged during the load (warm-up included on both sides); none
   // without orders, and none for a server that is not our child.
@@ -671,9 +982,9 @@ int bench(const BenchOptions& in) {
   uint64_t errors_total = 0;
   for (auto& [k, v] : r.errors) errors_total += v;
 
-  std::printf("mode: %s, connections: %d%s%s\n", o.rate > 0 ? "open loop" : "closed loop",
+  std::printf("mode: %s, connections: %d%s%s, %s\n", o.rate > 0 ? "open loop" : "closed loop",
               o.connections, o.rate > 0 ? (", target " + std::to_string(static_cast<long>(o.rate)) + " orders/s").c_str() : "",
-              o.batch > 0 ? (", batches of " + std::to_string(o.batch)).c_str() : "");
+              o.batch > 0 ? (", batches of " + std::to_string(o.batch)).c_str() : "", engine);
   std::printf("measured: %.1f s after %.1f s warm-up; %llu orders acknowledged in all\n", secs,
               o.warmup_s, static_cast<unsigned long long>(r.orders_acked));
   std::printf("throughput: %.0f orders/s (%.0f requests/s)\n", throughput, req_rate);
@@ -709,6 +1020,7 @@ int bench(const BenchOptions& in) {
     JsonWriter w(j);
     w.begin_object()
         .field("mode", o.rate > 0 ? "open" : "closed")
+        .field("io_engine", engine)
         .field("connections", o.connections)
         .field("target_rate", static_cast<int64_t>(o.rate))
         .field("batch", o.batch)

@@ -27,6 +27,9 @@ struct BenchOptions {
   double terminal_timeout_s = 60;
   uint64_t seed = 0;            // 0: random (printed)
   bool quiet = false;
+  // How the load's connections are driven: "io_uring", "epoll" (Asio), or "auto" (io_uring
+  // where the kernel allows it, epoll otherwise).
+  std::string io_engine = "auto";
 };
 
 int bench(const BenchOptions& options);

@@ -138,6 +138,11 @@ int run_cli(int argc, char** argv) {
       ->capture_default_str();
   bench_cmd->add_option("--seed", bo.seed, "Random seed for the generated orders (0: random)");
   bench_cmd->add_flag("--quiet", bo.quiet, "No progress lines");
+  bench_cmd->add_option("--io-engine", bo.io_engine,
+                        "How connections are driven: io_uring, epoll, or auto (io_uring where "
+                        "the kernel allows it)")
+      ->check(CLI::IsMember({"auto", "io_uring", "epoll"}))
+      ->capture_default_str();
 
   CtlOptions ctl_opts;
   std::function<int()> ctl_run;

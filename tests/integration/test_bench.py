@@ -10,6 +10,9 @@ import unittest
 
 from harness import BIN
 
+# The load generator's two ways of driving connections; `auto` picks io_uring where it can.
+ENGINES = ("io_uring", "epoll")
+
 
 class BenchTest(unittest.TestCase):
     def bench(self, *args, returncode=0, timeout=120):
@@ -40,8 +43,15 @@ class BenchTest(unittest.TestCase):
                                    r"load generator [0-9.]+ us; machine [0-9]+% busy")
 
     def test_embedded_run_checks_every_acknowledged_order(self):
+        for engine in ENGINES:
+            with self.subTest(engine=engine):
+                self.check_every_acknowledged_order(engine)
+
+    def check_every_acknowledged_order(self, engine):
         p, r = self.bench("--embedded", "--orders", "300", "--batch", "10", "--connections", "4",
-                          "--warmup", "0")
+                          "--warmup", "0", "--io-engine", engine)
+        self.assertEqual(r["io_engine"], engine)
+        self.assertIn(f", {engine}\n", p.stdout)
         self.assertEqual(r["orders_acknowledged"], 300)
         self.assertEqual(r["errors"], {})
         self.assertEqual(r["terminal"]["checked"], 300)
@@ -80,12 +90,12 @@ class BenchTest(unittest.TestCase):
         # then every create is a 503 with Retry-After: 1. Each connection waits that second
         # instead of asking again at once (which made ~35,000 requests in 1.5 s). The same
         # for batches turned away whole.
-        for extra in ([], ["--batch", "10"]):
-            with self.subTest(extra=extra):
+        for engine, extra in [(e, x) for e in ENGINES for x in ([], ["--batch", "10"])]:
+            with self.subTest(engine=engine, extra=extra):
                 p, r = self.bench("--embedded", "--connections", "2", "--duration", "1.5",
                                   "--warmup", "0", "--no-terminal-check", "--server-args",
                                   "--active-orders-max 5 --partitions 1 --sim-latency-ms merchant=5000",
-                                  *extra)
+                                  "--io-engine", engine, *extra)
                 self.assertEqual(r["orders_acknowledged"], 5)
                 self.assertGreater(r["errors"].get("overloaded", 0), 0)
                 self.assertGreaterEqual(r["waits_after_shed"], 2)  # each connection waited
@@ -98,13 +108,33 @@ class BenchTest(unittest.TestCase):
         self.assertEqual(r["errors"], {})
         self.assertEqual(r["waits_after_shed"], 0)
 
+    def test_open_loop_keeps_its_schedule(self):
+        # 400 orders/s for 1 s after 0.5 s of warm-up: the requests go out on whole
+        # milliseconds, so the rate is the schedule's, and each latency counts from its own
+        # intended time (at most the wait to the boundary plus the answer).
+        for engine in ENGINES:
+            with self.subTest(engine=engine):
+                p, r = self.bench("--embedded", "--rate", "400", "--duration", "1", "--warmup", "0.5",
+                                  "--connections", "16", "--io-engine", engine)
+                self.assertEqual(r["mode"], "open")
+                self.assertEqual(r["errors"], {})
+                self.assertAlmostEqual(r["throughput_orders_per_s"], 400, delta=40)
+                self.assertEqual(r["terminal"]["not_terminal"], 0)
+                self.assertGreater(r["latency_ms"]["p50"], 0)
+
     def test_no_server_reports_errors_and_zero_rates(self):
+        for engine in ENGINES:
+            with self.subTest(engine=engine):
+                self.check_no_server(engine)
+
+    def check_no_server(self, engine):
         s = socket.socket()
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
         s.close()  # nothing listens there now
         p, r = self.bench("--server", f"http://127.0.0.1:{port}", "--api-key", "test-client-key-0001",
-                          "--connections", "2", "--duration", "0.5", "--warmup", "0", timeout=60)
+                          "--connections", "2", "--duration", "0.5", "--warmup", "0",
+                          "--io-engine", engine, timeout=60)
         self.assertEqual(r["orders_acknowledged"], 0)
         self.assertGreater(r["errors"].get("connect_error", 0), 0)
         self.assertEqual(r["throughput_orders_per_s"], 0)
