@@ -588,7 +588,11 @@ class UringLoad final : public LoadPlan {
     error(what);
     ++c.seq;
     close_fd(c);
-    if (++c.reconnects > 100 || !connect(c)) return finish_conn(c);
+    if (++c.reconnects > 100) return finish_conn(c);
+    if (!connect(c)) {
+      error("connect_error");
+      return finish_conn(c);
+    }
     next(c);
   }
 
