@@ -162,6 +162,11 @@ struct Results {
 // The longest a closed-loop connection waits after a 503 or 429 before it asks again.
 constexpr std::chrono::milliseconds kShedWaitMax{1000};
 
+// Room for an answer to be read at once: Beast reads max(512, free capacity) bytes at a time,
+// so with its default a ~700-byte order came in two reads, a system call more per request on
+// the cores the server shares.
+constexpr size_t kResponseBufferBytes = 16384;
+
 // What both transports below share: the schedule (closed or open loop), the requests, what
 // each response means for the results, and the progress line.
 class LoadPlan {
@@ -177,8 +182,6 @@ class LoadPlan {
   }
 
  protected:
-  static constexpr size_t kResponseBufferBytes = 16384;
-
   void begin() {
     start_ = SteadyClock::now();
     measure_start_ = start_ + std::chrono::duration_cast<SteadyClock::duration>(
@@ -673,8 +676,6 @@ class AsioLoad final : public LoadPlan {
       if (ec) return failed(c, "connection_error");
       c->parser.emplace();
       c->parser->body_limit(64 * 1024 * 1024);
-      // Beast reads max(512, free capacity) bytes at a time: at 512 a ~700-byte order came
-      // in two reads, a system call more per request on the same cores as the server.
       c->buf.reserve(kResponseBufferBytes);
       bhttp::async_read(c->sock, c->buf, *c->parser, [this, c](beast::error_code ec2, size_t) {
         if (ec2) return failed(c, "connection_error");
@@ -781,6 +782,7 @@ TerminalReport check_terminal(const BenchOptions& o, const std::string& host, ui
     bhttp::async_write(c->sock, c->req, [&, c](beast::error_code ec, size_t) {
       if (ec) return;
       c->parser.emplace();
+      c->buf.reserve(kResponseBufferBytes);
       bhttp::async_read(c->sock, c->buf, *c->parser, [&, c](beast::error_code ec2, size_t) {
         if (ec2) return;
         std::string_view body = c->parser->get().body();
