@@ -166,6 +166,8 @@ constexpr std::chrono::milliseconds kShedWaitMax{1000};
 // so with its default a ~700-byte order came in two reads, a system call more per request on
 // the cores the server shares.
 constexpr size_t kResponseBufferBytes = 16384;
+// The largest answer the load reads (a batch of 1,000 orders is well below it).
+constexpr uint64_t kResponseBodyMax = 64 * 1024 * 1024;
 
 // What both transports below share: the schedule (closed or open loop), the requests, what
 // each response means for the results, and the progress line.
@@ -173,6 +175,10 @@ class LoadPlan {
  public:
   LoadPlan(const BenchOptions& o, std::string host, uint16_t port, uint64_t seed, std::string run_id)
       : o_(o), host_(std::move(host)), port_(port), factory_(seed, std::move(run_id)) {}
+  virtual ~LoadPlan() = default;
+
+  // Drives every connection until the load is over; the results of the whole run.
+  virtual Results run() = 0;
 
   double measured_seconds() const { return measured_s_; }
   // From the first request to the last response, warm-up included.
@@ -182,6 +188,13 @@ class LoadPlan {
   }
 
  protected:
+  using ResponseParser = bhttp::response_parser<bhttp::string_body>;
+  // A parser for the next answer on a connection.
+  static void fresh_parser(std::optional<ResponseParser>& parser) {
+    parser.emplace();
+    parser->body_limit(kResponseBodyMax);
+  }
+
   void begin() {
     start_ = SteadyClock::now();
     measure_start_ = start_ + std::chrono::duration_cast<SteadyClock::duration>(
@@ -386,7 +399,7 @@ class UringLoad final : public LoadPlan {
     return true;
   }
 
-  Results run() {
+  Results run() override {
     addrinfo hints{};
     hints.ai_family = AF_UNSPEC;
     hints.ai_socktype = SOCK_STREAM;
@@ -455,8 +468,8 @@ class UringLoad final : public LoadPlan {
     uint32_t seq = 0;  // the current request's number: completions of an earlier one are stale
     std::string req;
     size_t sent = 0;
-    std::string in;  // bytes received and not yet taken by the parser
-    std::optional<bhttp::response_parser<bhttp::string_body>> parser;
+    std::string in;  // bytes of an answer received before the parser could take them
+    std::optional<ResponseParser> parser;
     SteadyClock::time_point intended;
     int reconnects = 0;
     bool finished = false;
@@ -527,9 +540,8 @@ class UringLoad final : public LoadPlan {
   void send(Conn& c) {
     c.sent = 0;
     c.in.clear();
-    c.parser.emplace();
+    fresh_parser(c.parser);
     c.parser->eager(true);
-    c.parser->body_limit(64 * 1024 * 1024);
     queue_send(c);
     queue_recv(c);
   }
@@ -561,10 +573,12 @@ class UringLoad final : public LoadPlan {
       c.parser->put_eof(ec);
       if (ec || !c.parser->is_done()) return failed(c, "connection_error");
     } else {
-      c.in.append(c.buf, static_cast<size_t>(res));
+      // Parsed where it was received; only what the parser could not take yet is kept.
+      std::string_view data(c.buf, static_cast<size_t>(res));
+      if (!c.in.empty()) data = c.in.append(data);
       size_t used = 0;
-      while (used < c.in.size() && !c.parser->is_done()) {
-        const size_t n = c.parser->put(asio::buffer(c.in.data() + used, c.in.size() - used), ec);
+      while (used < data.size() && !c.parser->is_done()) {
+        const size_t n = c.parser->put(asio::buffer(data.data() + used, data.size() - used), ec);
         used += n;
         if (ec == bhttp::error::need_more) {
           ec = {};
@@ -573,8 +587,10 @@ class UringLoad final : public LoadPlan {
         if (ec) return failed(c, "connection_error");
         if (n == 0) break;
       }
-      c.in.erase(0, used);
-      if (!c.parser->is_done()) return queue_recv(c);
+      if (!c.parser->is_done()) {
+        c.in = std::string(data.substr(used));
+        return queue_recv(c);
+      }
     }
     const auto& res_msg = c.parser->get();
     const SteadyClock::duration wait = on_response(c.intended, res_msg);
@@ -615,7 +631,7 @@ class AsioLoad final : public LoadPlan {
   AsioLoad(const BenchOptions& o, std::string host, uint16_t port, uint64_t seed, std::string run_id)
       : LoadPlan(o, std::move(host), port, seed, std::move(run_id)), progress_(ioc_) {}
 
-  Results run() {
+  Results run() override {
     tcp::resolver resolver(ioc_);
     endpoints_ = resolver.resolve(host_, std::to_string(port_));
     begin();
@@ -635,7 +651,7 @@ class AsioLoad final : public LoadPlan {
     tcp::socket sock;
     asio::steady_timer timer;
     beast::flat_buffer buf;
-    std::optional<bhttp::response_parser<bhttp::string_body>> parser;
+    std::optional<ResponseParser> parser;
     std::string req;
     SteadyClock::time_point intended;
     int reconnects = 0;
@@ -674,8 +690,7 @@ class AsioLoad final : public LoadPlan {
   void send(const std::shared_ptr<Conn>& c) {
     asio::async_write(c->sock, asio::buffer(c->req), [this, c](beast::error_code ec, size_t) {
       if (ec) return failed(c, "connection_error");
-      c->parser.emplace();
-      c->parser->body_limit(64 * 1024 * 1024);
+      fresh_parser(c->parser);
       c->buf.reserve(kResponseBufferBytes);
       bhttp::async_read(c->sock, c->buf, *c->parser, [this, c](beast::error_code ec2, size_t) {
         if (ec2) return failed(c, "connection_error");
@@ -938,25 +953,24 @@ int bench(const BenchOptions& in) {
 
   // io_uring where the kernel allows it (fewer system calls on the cores the server shares);
   // Asio otherwise.
-  std::unique_ptr<UringLoad> uring;
-  std::unique_ptr<AsioLoad> fallback;
+  std::unique_ptr<LoadPlan> load;
+  const char* engine = "epoll";
   if (o.io_engine != "epoll") {
-    uring = std::make_unique<UringLoad>(o, host, port, seed, run_id);
-    if (!uring->init()) {
-      uring.reset();
-      if (o.io_engine == "io_uring") {
-        std::fprintf(stderr, "orderflow bench: io_uring is not available here (--io-engine epoll "
-                             "or auto)\n");
-        return 2;
-      }
-      if (!o.quiet) std::fprintf(stderr, "orderflow bench: io_uring is not available here; using epoll\n");
+    auto uring = std::make_unique<UringLoad>(o, host, port, seed, run_id);
+    if (uring->init()) {
+      load = std::move(uring);
+      engine = "io_uring";
+    } else if (o.io_engine == "io_uring") {
+      std::fprintf(stderr, "orderflow bench: io_uring is not available here (--io-engine epoll "
+                           "or auto)\n");
+      return 2;
+    } else if (!o.quiet) {
+      std::fprintf(stderr, "orderflow bench: io_uring is not available here; using epoll\n");
     }
   }
-  if (!uring) fallback = std::make_unique<AsioLoad>(o, host, port, seed, run_id);
-  const char* engine = uring ? "io_uring" : "epoll";
-  LoadPlan& load = uring ? static_cast<LoadPlan&>(*uring) : *fallback;
+  if (!load) load = std::make_unique<AsioLoad>(o, host, port, seed, run_id);
   const CpuSample cpu0 = sample_cpu(embedded.pid);
-  Results r = uring ? uring->run() : fallback->run();
+  Results r = load->run();
   const CpuSample cpu1 = sample_cpu(embedded.pid);
   // CPU per order acknowledged during the load (warm-up included on both sides); none
   // without orders, and none for a server that is not our child.
@@ -969,8 +983,8 @@ int bench(const BenchOptions& in) {
   const double total_ticks = cpu1.machine_total_ticks - cpu0.machine_total_ticks;
   const double machine_busy =
       total_ticks > 0 ? (cpu1.machine_busy_ticks - cpu0.machine_busy_ticks) / total_ticks : 0;
-  double secs = load.measured_seconds();
-  double load_secs = load.total_seconds();
+  double secs = load->measured_seconds();
+  double load_secs = load->total_seconds();
   const uint64_t load_end_ms = SystemClock().now_ms();
   TerminalReport term;
   if (o.check_terminal) term = check_terminal(o, host, port, r.ids);
