@@ -43,6 +43,12 @@ int run_cli(int argc, char** argv) {
       ->check(CLI::Range(1, 64))
       ->capture_default_str();
   serve_cmd
+      ->add_option("--io-engine", serve_opts.io_engine,
+                   "How HTTP connections are served: io_uring, epoll, or auto (io_uring where "
+                   "the kernel allows it)")
+      ->check(CLI::IsMember({"auto", "io_uring", "epoll"}))
+      ->capture_default_str();
+  serve_cmd
       ->add_option("--queue-depth-max", serve_opts.queue_depth_max,
                    "Commands waiting per partition before requests get 503 overloaded")
       ->check(CLI::Range(1, 1 << 20))

@@ -276,11 +276,16 @@ int serve(const ServeOptions& options) {
   server_opts.host = host;
   server_opts.port = port;
   server_opts.io_threads = o.io_threads;
+  server_opts.io_engine = o.io_engine;
   server_opts.connections_max = o.connections_max;
   server_opts.idle_timeout_s = o.idle_timeout_s;
   server_opts.large_body_paths = {"/v1/orders:batch"};
   http::HttpServer server(server_opts, api);
   if (Status s = server.start(); !s.ok()) return fail(s.error().message);
+  if (!server.io_engine_note().empty()) {
+    log::warn("io_uring is not available here; serving through epoll",
+              {{"reason", server.io_engine_note()}});
+  }
   http::ServerOptions admin_opts = server_opts;
   admin_opts.host = admin_host;
   admin_opts.port = admin_port;
@@ -374,7 +379,7 @@ int serve(const ServeOptions& options) {
   }
   log::info("ready on " + host + ":" + std::to_string(server.port()),
             {{"data_dir", o.data_dir}, {"durability", o.durability},
-             {"partitions", std::to_string(o.partitions)}});
+             {"partitions", std::to_string(o.partitions)}, {"io_engine", server.io_engine()}});
 
   int sig = 0;
   sigwait(&signals, &sig);

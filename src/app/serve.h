@@ -15,6 +15,7 @@ struct ServeOptions {
   uint32_t partitions = 0;  // 0: the data directory's count, or one per CPU core (at most 8)
   std::string durability = "fsync";
   int io_threads = 2;
+  std::string io_engine = "auto";  // auto | io_uring | epoll (http/server.h)
   size_t queue_depth_max = 4096;
   size_t batch_max = 1024;
   size_t connections_max = 10000;

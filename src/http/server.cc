@@ -14,6 +14,7 @@
 
 #include "core/thread_name.h"
 #include "http/errors.h"
+#include "http/transport.h"
 
 namespace orderflow::http {
 namespace {
@@ -23,27 +24,11 @@ namespace bhttp = boost::beast::http;
 namespace asio = boost::asio;
 using tcp = asio::ip::tcp;
 
-Method to_method(bhttp::verb v) {
-  switch (v) {
-    case bhttp::verb::get: return Method::get;
-    case bhttp::verb::post: return Method::post;
-    case bhttp::verb::put: return Method::put;
-    case bhttp::verb::patch: return Method::patch;
-    case bhttp::verb::delete_: return Method::del;
-    case bhttp::verb::head: return Method::head;
-    case bhttp::verb::options: return Method::options;
-    default: return Method::other;
-  }
-}
-
-std::string_view sv(beast::string_view s) { return std::string_view(s.data(), s.size()); }
-
 class Session;
 
-}  // namespace
-
-struct HttpServer::Impl {
-  Impl(ServerOptions o, Handler& h)
+// Asio's epoll reactor: where io_uring cannot be used (transport.h).
+struct AsioTransport final : Transport {
+  AsioTransport(ServerOptions o, Handler& h)
       : options(std::move(o)), handler(h), iocs(one_per_thread(options.io_threads)),
         acceptor(*iocs[0]) {}
 
@@ -58,6 +43,13 @@ struct HttpServer::Impl {
     }
     return iocs;
   }
+
+  Status start() override;
+  uint16_t port() const override { return bound_port; }
+  void stop_accepting() override;
+  size_t in_flight() const override { return requests_in_flight.load(std::memory_order_relaxed); }
+  void stop() override;
+  const char* engine() const override { return "epoll"; }
 
   void do_accept();
   // Every second, each I/O thread closes its connections whose deadline has passed.
@@ -78,18 +70,16 @@ struct HttpServer::Impl {
   std::vector<asio::executor_work_guard<asio::io_context::executor_type>> work;
   std::vector<std::thread> threads;
   std::atomic<size_t> connections{0};
-  std::atomic<size_t> in_flight{0};  // requests handed to the handler, not yet answered
+  std::atomic<size_t> requests_in_flight{0};  // handed to the handler, not yet answered
   uint16_t bound_port = 0;
 };
-
-namespace {
 
 class Session : public std::enable_shared_from_this<Session> {
  public:
   using TimePoint = std::chrono::steady_clock::time_point;
   static constexpr TimePoint kNever = TimePoint::max();
 
-  Session(tcp::socket&& socket, HttpServer::Impl& server, size_t thread, bool reject)
+  Session(tcp::socket&& socket, AsioTransport& server, size_t thread, bool reject)
       : socket_(std::move(socket)), server_(server), thread_(thread), reject_(reject) {
     if (!reject_) server_.connections.fetch_add(1, std::memory_order_relaxed);
   }
@@ -126,13 +116,7 @@ class Session : public std::enable_shared_from_this<Session> {
     if (buffer_.capacity() > kReadBufferKeepMax) buffer_.shrink_to_fit();
     buffer_.reserve(kReadBufferBytes);
     body_limit_ = server_.options.body_bytes_max;
-    parser_.emplace();
-    // The largest any route takes; each route's own limit is checked once the path is known.
-    parser_->body_limit(std::max(server_.options.body_bytes_max,
-                                 server_.options.large_body_paths.empty()
-                                     ? size_t{0}
-                                     : server_.options.large_body_bytes_max));
-    parser_->header_limit(static_cast<uint32_t>(server_.options.header_bytes_max));
+    wire::fresh_parser(parser_, server_.options);
     expire_in_idle_timeout();
     bhttp::async_read_header(socket_, buffer_, *parser_,
                              beast::bind_front_handler(&Session::on_header, shared_from_this()));
@@ -146,34 +130,19 @@ class Session : public std::enable_shared_from_this<Session> {
   bool read_failed(beast::error_code ec) {
     if (!ec) return false;
     keep_alive_ = false;
-    if (ec == bhttp::error::body_limit) {
-      write(error_response(Errc::payload_too_large,
-                           "request body exceeds " + std::to_string(body_limit_) + " bytes"));
-    } else if (ec == bhttp::error::header_limit) {
-      Response r = error_response(Errc::invalid_argument, "request headers are too large");
-      r.status = 431;
-      write(std::move(r));
-    } else if (ec.category() == bhttp::make_error_code(bhttp::error::bad_method).category() &&
-               ec != bhttp::error::end_of_stream && ec != bhttp::error::partial_message) {
-      write(error_response(Errc::invalid_argument, "malformed HTTP request: " + ec.message()));
+    if (auto answer = wire::answer_read_error(ec, body_limit_)) {
+      write(std::move(*answer));
     } else {
       close();  // end of stream, timeout, reset: nothing to answer
     }
     return true;
   }
 
-  size_t body_limit_for(beast::string_view target) const {
-    beast::string_view path = target.substr(0, target.find('?'));
-    for (const auto& p : server_.options.large_body_paths) {
-      if (path == p) return server_.options.large_body_bytes_max;
-    }
-    return server_.options.body_bytes_max;
-  }
-
   void on_header(beast::error_code ec, size_t) {
     if (read_failed(ec)) return;
     auto& req = parser_->get();
-    body_limit_ = body_limit_for(req.target());
+    body_limit_ = wire::body_limit_for(std::string_view(req.target().data(), req.target().size()),
+                                       server_.options);
     if (auto len = parser_->content_length(); len && *len > body_limit_) {
       return (void)read_failed(bhttp::error::body_limit);
     }
@@ -204,25 +173,8 @@ class Session : public std::enable_shared_from_this<Session> {
     deadline_ = kNever;  // the handler may take as long as a durable write takes
     req_ = parser_->release();
     keep_alive_ = req_.keep_alive();
-
-    beast::string_view target = req_.target();
-    size_t q = target.find('?');
-    Request request{
-        to_method(req_.method()),
-        sv(target.substr(0, q)),
-        q == beast::string_view::npos ? std::string_view() : sv(target.substr(q + 1)),
-        sv(req_[bhttp::field::authorization]),
-        sv(req_[bhttp::field::content_type]),
-        {},
-        false,
-        req_.body(),
-    };
-    if (auto it = req_.find("X-Request-Id"); it != req_.end()) request.request_id = sv(it->value());
-    if (auto it = req_.find("Idempotency-Key"); it != req_.end()) {
-      request.idempotency_key = sv(it->value());
-      request.has_idempotency_key = true;
-    }
-    server_.in_flight.fetch_add(1, std::memory_order_relaxed);
+    Request request = wire::make_request(req_);
+    server_.requests_in_flight.fetch_add(1, std::memory_order_relaxed);
     handled_ = true;
     server_.handler.handle(request, [self = shared_from_this()](Response res) {
       asio::dispatch(self->socket_.get_executor(), [self, res = std::move(res)]() mutable {
@@ -233,29 +185,9 @@ class Session : public std::enable_shared_from_this<Session> {
 
   void write(Response r) {
     if (r.stream) return write_stream_head(std::move(r));
-    // The head is written by hand (status line, the handler's headers, Content-Type unless
-    // the handler set one, Content-Length, Connection when it differs from the version's
-    // default) and sent with the body in one gather write: Beast's serializer walked a
-    // buffer sequence per field and allocated a node per field (docs/performance.md).
-    const unsigned version = req_.version() == 10 ? 10 : 11;
+    // The head and the body go out in one gather write.
     close_after_write_ = !(keep_alive_ && !r.close);
-    head_.assign(version == 10 ? "HTTP/1.0 " : "HTTP/1.1 ");
-    head_ += std::to_string(r.status);
-    head_ += ' ';
-    head_ += sv(bhttp::obsolete_reason(static_cast<bhttp::status>(r.status)));
-    head_ += "\r\n";
-    bool typed = false;
-    for (const auto& [name, value] : r.headers) {
-      typed = typed || beast::iequals(name, "Content-Type");
-      head_.append(name).append(": ").append(value).append("\r\n");
-    }
-    if (!typed) head_ += "Content-Type: application/json\r\n";
-    head_ += "Content-Length: ";
-    head_ += std::to_string(r.body.size());
-    head_ += "\r\n";
-    if (close_after_write_ && version == 11) head_ += "Connection: close\r\n";
-    if (!close_after_write_ && version == 10) head_ += "Connection: keep-alive\r\n";
-    head_ += "\r\n";
+    wire::response_head(head_, r, req_.version() == 10 ? 10 : 11, close_after_write_);
     body_ = std::move(r.body);
     expire_in_idle_timeout();
     asio::async_write(socket_, std::array{asio::buffer(head_), asio::buffer(body_)},
@@ -265,7 +197,7 @@ class Session : public std::enable_shared_from_this<Session> {
   void on_write(beast::error_code ec, size_t) {
     if (handled_) {
       handled_ = false;
-      server_.in_flight.fetch_sub(1, std::memory_order_relaxed);
+      server_.requests_in_flight.fetch_sub(1, std::memory_order_relaxed);
     }
     if (ec || close_after_write_) return close();
     body_ = {};  // a large body is not kept for the life of the connection
@@ -306,16 +238,11 @@ class Session : public std::enable_shared_from_this<Session> {
 
   void write_stream_head(Response r) {
     deadline_ = kNever;  // a stream lasts until either side ends it
-    std::string head = "HTTP/1.1 " + std::to_string(r.status) + " " +
-                       std::string(bhttp::obsolete_reason(static_cast<bhttp::status>(r.status))) +
-                       "\r\n";
-    for (auto& [name, value] : r.headers) head += name + ": " + value + "\r\n";
-    head += "Connection: close\r\n\r\n";
-    stream_out_.push_back(std::move(head));
+    stream_out_.push_back(wire::stream_head(r));
     stream_open_ = std::move(r.stream);
     if (handled_) {
       handled_ = false;  // a stream does not hold up draining
-      server_.in_flight.fetch_sub(1, std::memory_order_relaxed);
+      server_.requests_in_flight.fetch_sub(1, std::memory_order_relaxed);
     }
     stream_write_next();
     // Reading detects the client going away; anything it sends is ignored.
@@ -382,7 +309,7 @@ class Session : public std::enable_shared_from_this<Session> {
   }
 
   tcp::socket socket_;
-  HttpServer::Impl& server_;
+  AsioTransport& server_;
   const size_t thread_;  // the I/O thread serving it: its index in server_.sessions
   const bool reject_;
   // When the sweep closes the connection: idle_timeout_s after a read for a request or a write
@@ -411,9 +338,7 @@ class Session : public std::enable_shared_from_this<Session> {
   bool stream_finished_ = false;
 };
 
-}  // namespace
-
-void HttpServer::Impl::sweep(size_t thread) {
+void AsioTransport::sweep(size_t thread) {
   Sessions& s = sessions[thread];
   const auto now = std::chrono::steady_clock::now();
   std::erase_if(s.list, [now](const std::weak_ptr<Session>& w) {
@@ -428,7 +353,7 @@ void HttpServer::Impl::sweep(size_t thread) {
   });
 }
 
-void HttpServer::Impl::do_accept() {
+void AsioTransport::do_accept() {
   const size_t thread = next_ioc++ % iocs.size();
   asio::io_context& target = *iocs[thread];
   acceptor.async_accept(target, [this, thread](beast::error_code ec, tcp::socket socket) {
@@ -442,55 +367,89 @@ void HttpServer::Impl::do_accept() {
   });
 }
 
-HttpServer::HttpServer(ServerOptions options, Handler& handler)
-    : impl_(std::make_unique<Impl>(std::move(options), handler)) {}
-
-HttpServer::~HttpServer() { stop(); }
-
-Status HttpServer::start() {
+Status AsioTransport::start() {
   beast::error_code ec;
-  auto address = asio::ip::make_address(impl_->options.host, ec);
-  if (ec) return make_error(Errc::invalid_argument, "invalid listen address: " + impl_->options.host);
-  tcp::endpoint endpoint(address, impl_->options.port);
-  auto& acc = impl_->acceptor;
+  auto address = asio::ip::make_address(options.host, ec);
+  if (ec) return make_error(Errc::invalid_argument, "invalid listen address: " + options.host);
+  tcp::endpoint endpoint(address, options.port);
+  auto& acc = acceptor;
   acc.open(endpoint.protocol(), ec);
   if (!ec) acc.set_option(asio::socket_base::reuse_address(true), ec);
   if (!ec) acc.bind(endpoint, ec);
   if (!ec) acc.listen(asio::socket_base::max_listen_connections, ec);
   if (ec) {
-    return make_error(Errc::unavailable, "cannot listen on " + impl_->options.host + ":" +
-                                             std::to_string(impl_->options.port) + ": " +
-                                             ec.message());
+    return make_error(Errc::unavailable, "cannot listen on " + options.host + ":" +
+                                             std::to_string(options.port) + ": " + ec.message());
   }
-  impl_->bound_port = acc.local_endpoint().port();
-  for (auto& ioc : impl_->iocs) impl_->work.emplace_back(ioc->get_executor());
-  impl_->sessions.resize(impl_->iocs.size());
-  for (size_t i = 0; i < impl_->iocs.size(); ++i) {
-    impl_->sessions[i].timer = std::make_unique<asio::steady_timer>(*impl_->iocs[i]);
-    asio::post(*impl_->iocs[i], [impl = impl_.get(), i] { impl->sweep(i); });
+  bound_port = acc.local_endpoint().port();
+  for (auto& ioc : iocs) work.emplace_back(ioc->get_executor());
+  sessions.resize(iocs.size());
+  for (size_t i = 0; i < iocs.size(); ++i) {
+    sessions[i].timer = std::make_unique<asio::steady_timer>(*iocs[i]);
+    asio::post(*iocs[i], [this, i] { sweep(i); });
   }
-  impl_->do_accept();
-  for (size_t i = 0; i < impl_->iocs.size(); ++i) {
-    impl_->threads.emplace_back([this, i] {
-      name_this_thread(impl_->options.thread_name + "-" + std::to_string(i));
-      impl_->iocs[i]->run();
+  do_accept();
+  for (size_t i = 0; i < iocs.size(); ++i) {
+    threads.emplace_back([this, i] {
+      name_this_thread(options.thread_name + "-" + std::to_string(i));
+      iocs[i]->run();
     });
   }
   return Status::ok_status();
 }
 
-uint16_t HttpServer::port() const { return impl_->bound_port; }
+void AsioTransport::stop_accepting() {
+  asio::post(*iocs[0], [this] {
+    beast::error_code ignored;
+    acceptor.close(ignored);
+  });
+}
+
+void AsioTransport::stop() {
+  if (threads.empty()) return;
+  work.clear();
+  for (auto& ioc : iocs) ioc->stop();
+  for (auto& t : threads) t.join();
+  threads.clear();
+}
+
+}  // namespace
+
+std::unique_ptr<Transport> make_asio_transport(const ServerOptions& options, Handler& handler) {
+  return std::make_unique<AsioTransport>(options, handler);
+}
+
+HttpServer::HttpServer(ServerOptions options, Handler& handler)
+    : options_(std::move(options)), handler_(handler) {}
+
+HttpServer::~HttpServer() { stop(); }
+
+Status HttpServer::start() {
+  if (options_.io_engine != "auto" && options_.io_engine != "io_uring" &&
+      options_.io_engine != "epoll") {
+    return make_error(Errc::invalid_argument, "unknown I/O engine: " + options_.io_engine);
+  }
+  if (options_.io_engine != "epoll") {
+    transport_ = make_uring_transport(options_, handler_, engine_note_);
+    if (!transport_ && options_.io_engine == "io_uring") {
+      return make_error(Errc::unavailable, "io_uring is not available here: " + engine_note_);
+    }
+  }
+  if (!transport_) transport_ = make_asio_transport(options_, handler_);
+  return transport_->start();
+}
+
+uint16_t HttpServer::port() const { return transport_ ? transport_->port() : 0; }
+
+const char* HttpServer::io_engine() const { return transport_ ? transport_->engine() : "none"; }
 
 void HttpServer::stop_accepting() {
-  asio::post(*impl_->iocs[0], [this] {
-    beast::error_code ignored;
-    impl_->acceptor.close(ignored);
-  });
+  if (transport_) transport_->stop_accepting();
 }
 
 bool HttpServer::wait_idle(int timeout_ms) {
   auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
-  while (impl_->in_flight.load(std::memory_order_relaxed) != 0) {
+  while (transport_ && transport_->in_flight() != 0) {
     if (std::chrono::steady_clock::now() >= deadline) return false;
     std::this_thread::sleep_for(std::chrono::milliseconds(5));
   }
@@ -498,11 +457,7 @@ bool HttpServer::wait_idle(int timeout_ms) {
 }
 
 void HttpServer::stop() {
-  if (impl_->threads.empty()) return;
-  impl_->work.clear();
-  for (auto& ioc : impl_->iocs) ioc->stop();
-  for (auto& t : impl_->threads) t.join();
-  impl_->threads.clear();
+  if (transport_) transport_->stop();
 }
 
 }  // namespace orderflow::http

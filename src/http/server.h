@@ -1,10 +1,15 @@
-// The HTTP/1.1 server (Boost.Beast over Asio): keep-alive, bounded connections, bodies and
-// headers; every request goes to one Handler.
+// The HTTP/1.1 server: keep-alive, bounded connections, bodies and headers; every request goes
+// to one Handler.
 //
-// Threads: `io_threads` threads, each running an io_context of its own; connections are
-// handed to the threads in turn as they are accepted, and each is served by its thread only,
-// one request at a time (pipelined requests wait their turn). A handler may answer from any
-// thread: the response is posted back to the connection's thread.
+// Transports (http/transport.h): io_uring where the kernel allows it — each I/O thread submits
+// its connections' sends and reads and collects what completed in one system call per turn —
+// and Asio's epoll reactor otherwise (`io_engine`; docs/performance.md). Both behave the same
+// to clients and handlers.
+//
+// Threads: `io_threads` threads; connections are handed to the threads in turn as they are
+// accepted, and each is served by its thread only, one request at a time (pipelined requests
+// wait their turn). A handler may answer from any thread: the response is posted back to the
+// connection's thread.
 //
 // Idle connections: each I/O thread sweeps its connections once a second and closes those
 // whose deadline has passed — `idle_timeout_s` after a read for the next request or a write of
@@ -35,16 +40,26 @@ struct ServerOptions {
   size_t header_bytes_max = 16 * 1024;
   int idle_timeout_s = 60;  // closed up to a second later (the sweep's period)
   std::string thread_name = "of-io";  // I/O threads are named thread_name-N
+  // "auto": io_uring where it can be used, else epoll; "io_uring": io_uring or start() fails;
+  // "epoll": Asio's reactor.
+  std::string io_engine = "auto";
 };
+
+class Transport;
 
 class HttpServer {
  public:
   HttpServer(ServerOptions options, Handler& handler);
   ~HttpServer();
 
-  // Binds and starts serving. Errors: the address cannot be bound.
+  // Binds and starts serving. Errors: the address cannot be bound; an unknown io_engine;
+  // io_engine "io_uring" where io_uring cannot be used.
   Status start();
   uint16_t port() const;
+  // The transport serving: "io_uring" or "epoll" (after start()).
+  const char* io_engine() const;
+  // Why io_uring is not serving when io_engine is "auto" and it could not be used; else empty.
+  const std::string& io_engine_note() const { return engine_note_; }
   // Stops accepting new connections; established ones keep being served.
   void stop_accepting();
   // Waits until no request is being handled, at most `timeout_ms`. True when idle.
@@ -52,10 +67,11 @@ class HttpServer {
   // Closes everything and joins the threads.
   void stop();
 
-  struct Impl;  // defined in server.cc; public only so its connection type can name it
-
  private:
-  std::unique_ptr<Impl> impl_;
+  ServerOptions options_;
+  Handler& handler_;
+  std::string engine_note_;
+  std::unique_ptr<Transport> transport_;
 };
 
 }  // namespace orderflow::http
