@@ -202,8 +202,12 @@ class Loop : public std::enable_shared_from_this<Loop> {
   void post(Post p) {
     {
       std::lock_guard lock(mu_);
-      if (closed_) return;
-      posts_.push_back(std::move(p));
+      if (!closed_) {
+        posts_.push_back(std::move(p));
+      } else {
+        if (p.kind == Post::kAccepted) ::close(p.fd);  // the loop stopped before taking it
+        return;
+      }
     }
     wake();
   }
@@ -347,7 +351,10 @@ class Loop : public std::enable_shared_from_this<Loop> {
 
   void accepted(int res) {
     accepting_ = false;
-    if (listen_fd_ < 0) return;  // stopped accepting
+    if (listen_fd_ < 0) {  // stopped accepting; one accepted before the cancel is closed
+      if (res >= 0) ::close(res);
+      return;
+    }
     if (res >= 0) {
       int one = 1;
       ::setsockopt(res, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
@@ -712,6 +719,9 @@ class Loop : public std::enable_shared_from_this<Loop> {
     {
       std::lock_guard lock(mu_);
       closed_ = true;
+      for (const Post& p : posts_) {
+        if (p.kind == Post::kAccepted) ::close(p.fd);
+      }
       posts_.clear();
     }
     if (listen_fd_ >= 0) ::close(listen_fd_);
