@@ -38,6 +38,7 @@
 #include "app/server_url.h"
 #include "core/clock.h"
 #include "core/json_writer.h"
+#include "http/uring_sqe.h"
 
 extern char** environ;
 
@@ -488,14 +489,7 @@ class UringLoad final : public LoadPlan {
     return uint64_t{c.index} << 33 | uint64_t{c.seq} << 1 | op;
   }
 
-  io_uring_sqe* sqe() {
-    io_uring_sqe* s = io_uring_get_sqe(&ring_);
-    while (s == nullptr) {  // the queue is full: hand it to the kernel and take a fresh entry
-      io_uring_submit(&ring_);
-      s = io_uring_get_sqe(&ring_);
-    }
-    return s;
-  }
+  io_uring_sqe* sqe() { return http::next_sqe(ring_); }
 
   bool connect(Conn& c) {
     c.fd = ::socket(family_, SOCK_STREAM | SOCK_CLOEXEC, 0);

@@ -37,6 +37,7 @@
 #include "core/thread_name.h"
 #include "http/errors.h"
 #include "http/transport.h"
+#include "http/uring_sqe.h"
 
 namespace orderflow::http {
 namespace {
@@ -278,14 +279,7 @@ class Loop : public std::enable_shared_from_this<Loop> {
     return c;
   }
 
-  io_uring_sqe* sqe() {
-    io_uring_sqe* s = io_uring_get_sqe(&ring_);
-    while (s == nullptr) {  // the queue is full: hand it to the kernel and take a fresh entry
-      io_uring_submit(&ring_);
-      s = io_uring_get_sqe(&ring_);
-    }
-    return s;
-  }
+  io_uring_sqe* sqe() { return next_sqe(ring_); }
 
   void queue_wake_read() {
     io_uring_sqe* s = sqe();

@@ -70,6 +70,25 @@ def immutable(order):
     return {k: order[k] for k in IMMUTABLE_FIELDS}
 
 
+def read_responses(sock, count):
+    """Reads `count` whole responses from `sock` (pipelined answers may share a read):
+    their status codes, as bytes, in order."""
+    got, statuses = b"", []
+    while len(statuses) < count:
+        chunk = sock.recv(65536)
+        if not chunk:
+            raise AssertionError(f"connection closed after {statuses}: {got[:300]!r}")
+        got += chunk
+        while b"\r\n\r\n" in got:  # take each complete response off the front
+            head_end = got.index(b"\r\n\r\n") + 4
+            length = int(re.search(rb"(?i)content-length: (\d+)", got[:head_end]).group(1))
+            if len(got) < head_end + length:
+                break
+            statuses.append(got.split(b" ", 2)[1])
+            got = got[head_end + length:]
+    return statuses
+
+
 def wait_for(predicate, timeout=15.0, interval=0.02, what="condition"):
     deadline = time.time() + timeout
     while time.time() < deadline:

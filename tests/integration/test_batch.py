@@ -1,9 +1,8 @@
 """POST /v1/orders:batch: per-item results exactly as POST /v1/orders would give them."""
 import json
-import re
 import unittest
 
-from harness import FROZEN_PIPELINE, WORKER_KEY, ServerTest, order_body
+from harness import FROZEN_PIPELINE, WORKER_KEY, ServerTest, order_body, read_responses
 
 
 class BatchTest(ServerTest):
@@ -84,18 +83,7 @@ class BatchTest(ServerTest):
                 f"Content-Length: {len(small)}\r\n\r\n{small}").encode()
         s = socket.create_connection(("127.0.0.1", self.port), timeout=30)
         s.sendall(data)
-        got, statuses = b"", []
-        while len(statuses) < 2:
-            chunk = s.recv(65536)
-            self.assertTrue(chunk, f"connection closed after {statuses}: {got[:300]!r}")
-            got += chunk
-            while b"\r\n\r\n" in got:  # take each complete response off the front
-                head_end = got.index(b"\r\n\r\n") + 4
-                length = int(re.search(rb"(?i)content-length: (\d+)", got[:head_end]).group(1))
-                if len(got) < head_end + length:
-                    break
-                statuses.append(got.split(b" ", 2)[1])
-                got = got[head_end + length:]
+        statuses = read_responses(s, 2)
         s.close()
         self.assertEqual(statuses, [b"200", b"201"])
 

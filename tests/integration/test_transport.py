@@ -2,7 +2,6 @@
 a server on each engine, and the protocol and idle-timeout tests of test_api run on the epoll
 transport too (the default, io_uring here, runs them in test_api)."""
 import json
-import re
 import socket
 import subprocess
 import threading
@@ -10,7 +9,7 @@ import time
 import unittest
 
 import test_api
-from harness import BIN, CLIENT_KEY, Client, ServerTest, order_body
+from harness import BIN, CLIENT_KEY, Client, ServerTest, order_body, read_responses
 from test_api import read_response
 
 
@@ -39,20 +38,9 @@ class WireCases:
         s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n" + head + body +
                   b"GET /v1/orders/ord_nope HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " +
                   CLIENT_KEY.encode() + b"\r\n\r\n")
-        got, statuses = b"", []
-        while len(statuses) < 3:
-            chunk = s.recv(65536)
-            self.assertTrue(chunk, f"connection closed after {statuses}")
-            got += chunk
-            while b"\r\n\r\n" in got:  # take each complete response off the front
-                head_end = got.index(b"\r\n\r\n") + 4
-                length = int(re.search(rb"(?i)content-length: (\d+)", got[:head_end]).group(1))
-                if len(got) < head_end + length:
-                    break
-                statuses.append(got.split(b" ", 2)[1].decode())
-                got = got[head_end + length:]
+        statuses = read_responses(s, 3)
         s.close()
-        self.assertEqual(statuses, ["200", "201", "404"])
+        self.assertEqual(statuses, [b"200", b"201", b"404"])
 
     def test_a_request_arriving_in_small_pieces(self):
         s = self.connect()
