@@ -110,11 +110,9 @@ class Session : public std::enable_shared_from_this<Session> {
 
  private:
   void do_read() {
-    // Beast reads max(512, free capacity) bytes at a time: at 512, a 600-byte order took two
-    // reads. A buffer grown by a large request (a batch of up to 4 MiB) does not stay that
-    // large for the rest of the connection.
-    if (buffer_.capacity() > kReadBufferKeepMax) buffer_.shrink_to_fit();
-    buffer_.reserve(kReadBufferBytes);
+    // Sized per request, given back after a large one (wire::kReadBufferBytes).
+    if (buffer_.capacity() > wire::kReadBufferKeepMax) buffer_.shrink_to_fit();
+    buffer_.reserve(wire::kReadBufferBytes);
     body_limit_ = server_.options.body_bytes_max;
     wire::fresh_parser(parser_, server_.options);
     expire_in_idle_timeout();
@@ -259,7 +257,7 @@ class Session : public std::enable_shared_from_this<Session> {
 
   void stream_send(std::string chunk) {
     if (stream_finished_ || stream_closing_) return;
-    if (stream_out_.size() >= kStreamBacklogMax) return stream_finish();  // a stalled client
+    if (stream_out_.size() >= wire::kStreamBacklogMax) return stream_finish();  // a stalled client
     stream_out_.push_back(std::move(chunk));
     if (!stream_writing_) stream_write_next();
   }
@@ -326,9 +324,6 @@ class Session : public std::enable_shared_from_this<Session> {
   bool handled_ = false;
   size_t body_limit_ = 0;
 
-  static constexpr size_t kReadBufferBytes = 4096;
-  static constexpr size_t kReadBufferKeepMax = 64 * 1024;
-  static constexpr size_t kStreamBacklogMax = 256;
   std::deque<std::string> stream_out_;
   std::function<void(std::shared_ptr<StreamWriter>)> stream_open_;
   std::vector<std::function<void()>> closed_fns_;

@@ -25,6 +25,11 @@ Method to_method(bhttp::verb v) {
 
 std::string_view sv(beast::string_view s) { return std::string_view(s.data(), s.size()); }
 
+std::optional<Response> answer_body_too_large(size_t body_limit) {
+  return error_response(Errc::payload_too_large,
+                        "request body exceeds " + std::to_string(body_limit) + " bytes");
+}
+
 std::string_view reason(int status) {
   return sv(bhttp::obsolete_reason(static_cast<bhttp::status>(status)));
 }
@@ -45,11 +50,6 @@ size_t body_limit_for(std::string_view target, const ServerOptions& options) {
     if (path == p) return options.large_body_bytes_max;
   }
   return options.body_bytes_max;
-}
-
-std::optional<Response> answer_body_too_large(size_t body_limit) {
-  return error_response(Errc::payload_too_large,
-                        "request body exceeds " + std::to_string(body_limit) + " bytes");
 }
 
 std::optional<Response> answer_read_error(beast::error_code ec, size_t body_limit) {

@@ -45,6 +45,14 @@ namespace bhttp = boost::beast::http;
 using RequestParser = bhttp::request_parser<bhttp::string_body>;
 using BeastRequest = bhttp::request<bhttp::string_body>;
 
+// A connection's read buffer: reserved per request, and given back after a large request
+// (a batch of up to 4 MiB) so that it does not stay that large for the rest of the connection.
+// (Beast read max(512, free capacity) at a time: at 512, a 600-byte order took two reads.)
+constexpr size_t kReadBufferBytes = 4096;
+constexpr size_t kReadBufferKeepMax = 64 * 1024;
+// Chunks a stream may have waiting for a client that does not read: beyond, it is closed.
+constexpr size_t kStreamBacklogMax = 256;
+
 // A parser for the next request: header limit, and the largest body any route takes (each
 // route's own limit is checked once the path is known: body_limit_for).
 void fresh_parser(std::optional<RequestParser>& parser, const ServerOptions& options);
@@ -53,7 +61,6 @@ size_t body_limit_for(std::string_view target, const ServerOptions& options);
 // What a failed read gets: an answer (then the connection closes), or nothing when there is
 // nobody to answer (end of stream, reset, timeout).
 std::optional<Response> answer_read_error(boost::beast::error_code ec, size_t body_limit);
-std::optional<Response> answer_body_too_large(size_t body_limit);
 
 // The handler's view of a parsed request; views into `req`, which must outlive it.
 Request make_request(BeastRequest& req);

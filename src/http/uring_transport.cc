@@ -47,9 +47,9 @@ namespace bhttp = boost::beast::http;
 using Clock = std::chrono::steady_clock;
 
 constexpr Clock::time_point kNever = Clock::time_point::max();
-constexpr size_t kReadBufferBytes = 4096;
-constexpr size_t kReadBufferKeepMax = 64 * 1024;
-constexpr size_t kStreamBacklogMax = 256;
+using wire::kReadBufferBytes;
+using wire::kReadBufferKeepMax;
+using wire::kStreamBacklogMax;
 constexpr unsigned kRingEntries = 1024;
 constexpr char kContinue[] = "HTTP/1.1 100 Continue\r\n\r\n";
 
@@ -59,7 +59,6 @@ struct Shared {
   Handler& handler;
   std::atomic<size_t> connections{0};
   std::atomic<size_t> in_flight{0};
-  std::atomic<size_t> next_loop{0};
 };
 
 // A completion's user data: the slot, its generation, what completed.
@@ -141,7 +140,6 @@ class Loop : public std::enable_shared_from_this<Loop> {
     int rc = io_uring_queue_init_params(kRingEntries, &ring_, &p);
     if (rc == -EINVAL) rc = io_uring_queue_init(kRingEntries, &ring_, 0);
     if (rc < 0) return rc;
-    ring_ready_ = true;
     wake_fd_ = ::eventfd(0, EFD_CLOEXEC);
     if (wake_fd_ < 0) return -errno;
     return 0;
@@ -188,13 +186,7 @@ class Loop : public std::enable_shared_from_this<Loop> {
         sleeping_.store(false, std::memory_order_relaxed);
       }
       (void)rc;  // -ETIME, -EINTR: the next turn looks again; completions are read below
-      unsigned head = 0, seen = 0;
-      io_uring_cqe* cqe = nullptr;
-      io_uring_for_each_cqe(&ring_, head, cqe) {
-        ++seen;
-        complete(io_uring_cqe_get_data64(cqe), cqe->res);
-      }
-      io_uring_cq_advance(&ring_, seen);
+      drain([this](uint64_t data, int res) { complete(data, res); });
     }
     shut_down();
   }
@@ -281,6 +273,18 @@ class Loop : public std::enable_shared_from_this<Loop> {
 
   io_uring_sqe* sqe() { return next_sqe(ring_); }
 
+  // Hands every completion in the queue to fn(user data, result) and consumes them.
+  template <typename Fn>
+  void drain(Fn&& fn) {
+    unsigned head = 0, seen = 0;
+    io_uring_cqe* cqe = nullptr;
+    io_uring_for_each_cqe(&ring_, head, cqe) {
+      ++seen;
+      fn(io_uring_cqe_get_data64(cqe), cqe->res);
+    }
+    io_uring_cq_advance(&ring_, seen);
+  }
+
   void queue_wake_read() {
     io_uring_sqe* s = sqe();
     io_uring_prep_read(s, wake_fd_, &wake_value_, sizeof wake_value_, 0);
@@ -354,7 +358,7 @@ class Loop : public std::enable_shared_from_this<Loop> {
       ::setsockopt(res, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
       const bool reject =
           shared_.connections.load(std::memory_order_relaxed) >= shared_.options.connections_max;
-      Loop& target = *all_[shared_.next_loop.fetch_add(1, std::memory_order_relaxed) % all_.size()];
+      Loop& target = *all_[next_loop_++ % all_.size()];
       if (&target == this) {
         adopt(res, reject);
       } else {
@@ -396,7 +400,7 @@ class Loop : public std::enable_shared_from_this<Loop> {
     }
   }
 
- public:
+  // Closes the listening socket (the loop that accepts), cancelling the accept in the ring.
   void stop_accepting() {
     if (listen_fd_ < 0) return;
     if (accepting_) {
@@ -408,7 +412,6 @@ class Loop : public std::enable_shared_from_this<Loop> {
     listen_fd_ = -1;
   }
 
- private:
   void sweep(Clock::time_point now) {
     for (auto& c : conns_) {
       if (c->fd < 0 || c->closing || now < c->deadline) continue;
@@ -574,27 +577,25 @@ class Loop : public std::enable_shared_from_this<Loop> {
     Writer(std::shared_ptr<Loop> loop, uint32_t slot, uint32_t gen)
         : loop_(std::move(loop)), slot_(slot), gen_(gen) {}
     void send(std::string chunk) override {
-      Post p{Post::kStreamSend};
-      p.slot = slot_;
-      p.gen = gen_;
+      Post p = to_stream(Post::kStreamSend);
       p.chunk = std::move(chunk);
       loop_->post(std::move(p));
     }
-    void close() override {
-      Post p{Post::kStreamClose};
-      p.slot = slot_;
-      p.gen = gen_;
-      loop_->post(std::move(p));
-    }
+    void close() override { loop_->post(to_stream(Post::kStreamClose)); }
     void on_closed(std::function<void()> fn) override {
-      Post p{Post::kOnClosed};
-      p.slot = slot_;
-      p.gen = gen_;
+      Post p = to_stream(Post::kOnClosed);
       p.fn = std::move(fn);
       loop_->post(std::move(p));
     }
 
    private:
+    Post to_stream(Post::Kind kind) const {
+      Post p{kind};
+      p.slot = slot_;
+      p.gen = gen_;
+      return p;
+    }
+
     std::shared_ptr<Loop> loop_;
     uint32_t slot_, gen_;
   };
@@ -732,17 +733,12 @@ class Loop : public std::enable_shared_from_this<Loop> {
       __kernel_timespec ts{0, 10'000'000};
       io_uring_cqe* cqe = nullptr;
       io_uring_submit_and_wait_timeout(&ring_, &cqe, 1, &ts, nullptr);
-      unsigned head = 0, seen = 0;
-      io_uring_for_each_cqe(&ring_, head, cqe) {
-        ++seen;
-        const uint64_t data = io_uring_cqe_get_data64(cqe);
+      drain([this](uint64_t data, int) {
         const auto op = static_cast<Op>(data & 0xff);
         if (op == kRecv || op == kSend || op == kStreamRecv) --conns_[data >> 32]->ops;
-      }
-      io_uring_cq_advance(&ring_, seen);
+      });
     }
     io_uring_queue_exit(&ring_);
-    ring_ready_ = false;
     for (auto& c : conns_) {
       if (c->fd >= 0) ::close(c->fd);
       c->fd = -1;
@@ -753,11 +749,11 @@ class Loop : public std::enable_shared_from_this<Loop> {
   const size_t index_;
   std::vector<std::shared_ptr<Loop>>& all_;
   io_uring ring_{};
-  bool ring_ready_ = false;
   int wake_fd_ = -1;
   uint64_t wake_value_ = 0;
   int listen_fd_ = -1;  // the first loop accepts for all
   bool accepting_ = false;
+  size_t next_loop_ = 0;  // the accepting loop hands connections to the loops in turn
   bool accept_retry_ = false;
   std::vector<std::unique_ptr<Conn>> conns_;
   std::vector<uint32_t> free_;
