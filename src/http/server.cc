@@ -274,10 +274,13 @@ class Session : public std::enable_shared_from_this<Session> {
       return;
     }
     stream_writing_ = true;
-    asio::async_write(socket_, asio::buffer(stream_out_.front()),
+    // The chunk leaves the queue before it is written: stream_finish() may clear the queue
+    // while the write is in flight (the client left), and the write must not lose its buffer.
+    head_ = std::move(stream_out_.front());
+    stream_out_.pop_front();
+    asio::async_write(socket_, asio::buffer(head_),
                       [self = shared_from_this()](beast::error_code ec, size_t) {
                         self->stream_writing_ = false;
-                        self->stream_out_.pop_front();
                         if (ec) return self->stream_finish();
                         if (self->stream_open_) {
                           // The head is out: hand the writer to the handler.
@@ -317,7 +320,7 @@ class Session : public std::enable_shared_from_this<Session> {
   std::optional<bhttp::request_parser<bhttp::string_body>> parser_;
   bhttp::request<bhttp::string_body> req_;
   std::optional<bhttp::response<bhttp::empty_body>> continue_;
-  std::string head_;  // the response being written: its head, then its body
+  std::string head_;  // the response being written: its head (then body_), or a stream chunk
   std::string body_;
   bool close_after_write_ = false;
   bool keep_alive_ = true;
