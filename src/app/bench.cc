@@ -2,7 +2,7 @@
 
 #include <signal.h>
 #include <simdjson.h>
-#include <spawn.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -839,6 +839,13 @@ struct Embedded {
   uint16_t port = 0;
 };
 
+// Removes the embedded server's data directory if the bench made it.
+void discard_embedded(const Embedded& e) {
+  if (!e.owns_dir) return;
+  std::error_code ec;
+  std::filesystem::remove_all(e.dir, ec);
+}
+
 std::optional<Embedded> start_embedded(const BenchOptions& o, const std::string& key) {
   Embedded e;
   if (o.data_dir.empty()) {
@@ -865,13 +872,23 @@ std::optional<Embedded> start_embedded(const BenchOptions& o, const std::string&
   std::vector<char*> argv;
   for (auto& a : args) argv.push_back(a.data());
   argv.push_back(nullptr);
-  posix_spawn_file_actions_t fa;
-  posix_spawn_file_actions_init(&fa);
-  posix_spawn_file_actions_addopen(&fa, 2, log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-  posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
-  int rc = posix_spawn(&e.pid, "/proc/self/exe", &fa, nullptr, argv.data(), environ);
-  posix_spawn_file_actions_destroy(&fa);
-  if (rc != 0) return std::nullopt;
+  const pid_t parent = getpid();
+  e.pid = fork();
+  if (e.pid < 0) {
+    discard_embedded(e);
+    return std::nullopt;
+  }
+  if (e.pid == 0) {
+    // The server goes when the bench does, however it ends (a kill -9 too): it is sent
+    // SIGTERM and drains. (Only async-signal-safe calls until exec: this process may have
+    // threads.)
+    if (prctl(PR_SET_PDEATHSIG, SIGTERM) != 0 || getppid() != parent) _exit(127);
+    const int err = ::open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    const int out = ::open("/dev/null", O_WRONLY | O_CLOEXEC);
+    if (err < 0 || out < 0 || dup2(err, 2) < 0 || dup2(out, 1) < 0) _exit(127);
+    execve("/proc/self/exe", argv.data(), environ);
+    _exit(127);
+  }
   for (int i = 0; i < 600; ++i) {
     std::ifstream in(log);
     std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
@@ -887,11 +904,17 @@ std::optional<Embedded> start_embedded(const BenchOptions& o, const std::string&
     int status;
     if (waitpid(e.pid, &status, WNOHANG) == e.pid) {
       std::fprintf(stderr, "orderflow bench: the embedded server exited:\n%s\n", text.c_str());
+      e.pid = -1;
+      discard_embedded(e);
       return std::nullopt;
     }
     usleep(50000);
   }
+  std::fprintf(stderr, "orderflow bench: the embedded server was not ready after 30 s\n");
   kill(e.pid, SIGKILL);
+  waitpid(e.pid, nullptr, 0);
+  e.pid = -1;
+  discard_embedded(e);
   return std::nullopt;
 }
 
@@ -901,10 +924,7 @@ void stop_embedded(Embedded& e) {
     int status;
     waitpid(e.pid, &status, 0);
   }
-  if (e.owns_dir) {
-    std::error_code ec;
-    std::filesystem::remove_all(e.dir, ec);
-  }
+  discard_embedded(e);
 }
 
 }  // namespace

@@ -1,12 +1,31 @@
 #include "app/cli.h"
 
 #include <CLI/CLI.hpp>
+#include <cmath>
 
 #include "app/bench.h"
 #include "app/ctl.h"
 #include "app/serve.h"
 
 namespace orderflow::app {
+namespace {
+
+// A number of seconds or a rate: finite and within [min, max]. (CLI::Range alone lets "nan"
+// through: every comparison with NaN is false.)
+CLI::Validator finite_range(double min, double max) {
+  const std::string range = CLI::detail::to_string(min) + " to " + CLI::detail::to_string(max);
+  return CLI::Validator(
+      [min, max, range](std::string& s) -> std::string {
+        double v = 0;
+        if (!CLI::detail::lexical_cast(s, v) || !std::isfinite(v) || v < min || v > max) {
+          return "Value " + s + " not in range " + range;
+        }
+        return {};
+      },
+      "FLOAT in [" + range + "]");
+}
+
+}  // namespace
 
 int run_cli(int argc, char** argv) {
   CLI::App app{"orderflow: a durable, partitioned order processing pipeline"};
@@ -106,7 +125,8 @@ int run_cli(int argc, char** argv) {
   CLI::App* bench_cmd = app.add_subcommand(
       "bench", "Drive a server with realistic orders; report throughput, latency, errors and "
                "whether every acknowledged order reached a terminal status");
-  bench_cmd->add_option("--server", bo.server, "http://HOST:PORT of the server")->capture_default_str();
+  CLI::Option* server_opt =
+      bench_cmd->add_option("--server", bo.server, "http://HOST:PORT of the server")->capture_default_str();
   bench_cmd->add_option("--api-key", bo.api_key, "A key with role client (default: $ORDERFLOW_API_KEY)");
   bench_cmd->add_option("--connections", bo.connections, "Concurrent connections")
       ->check(CLI::Range(1, 10000))
@@ -115,32 +135,41 @@ int run_cli(int argc, char** argv) {
                         "Open loop: orders/s to send on schedule, those due within a "
                         "millisecond together (latency counts from each one's intended send "
                         "time); 0 = closed loop")
-      ->check(CLI::Range(0.0, 10000000.0))
+      ->check(finite_range(0, 10000000))
       ->capture_default_str();
   bench_cmd->add_option("--duration", bo.duration_s, "Seconds to measure, after the warm-up")
-      ->check(CLI::Range(0.1, 86400.0))
+      ->check(finite_range(0.1, 86400))
       ->capture_default_str();
   bench_cmd->add_option("--orders", bo.orders, "Stop after this many orders instead (0: by duration)")
+      ->check(CLI::Range(uint64_t{0}, uint64_t{1'000'000'000'000}))
       ->capture_default_str();
   bench_cmd->add_option("--warmup", bo.warmup_s, "Seconds of load before measuring")
-      ->check(CLI::Range(0.0, 3600.0))
+      ->check(finite_range(0, 3600))
       ->capture_default_str();
   bench_cmd->add_option("--batch", bo.batch, "Send POST /v1/orders:batch with N orders each")
       ->check(CLI::Range(0, 1000))
       ->capture_default_str();
   bench_cmd->add_option("--json", bo.json_path, "Also write the results as JSON to FILE");
-  bench_cmd->add_flag("--embedded", bo.embedded, "Start a server of our own on an ephemeral port");
-  bench_cmd->add_option("--data-dir", bo.data_dir, "--embedded: data directory (default: temporary)");
+  // The embedded server's options need --embedded; it and --server exclude each other.
+  CLI::Option* embedded_opt = bench_cmd->add_flag(
+      "--embedded", bo.embedded, "Start a server of our own on an ephemeral port (not with --server)");
+  embedded_opt->excludes(server_opt);
+  bench_cmd->add_option("--data-dir", bo.data_dir, "--embedded: data directory (default: temporary)")
+      ->needs(embedded_opt);
   bench_cmd->add_option("--durability", bo.durability, "--embedded: fsync|none")
       ->check(CLI::IsMember({"fsync", "none"}))
+      ->needs(embedded_opt)
       ->capture_default_str();
   bench_cmd->add_option("--partitions", bo.partitions, "--embedded: partitions (default: the server's)")
-      ->check(CLI::Range(1, 256));
-  bench_cmd->add_option("--server-args", bo.server_args, "--embedded: more `serve` flags, e.g. \"--sim-latency-ms payment=5\"");
+      ->check(CLI::Range(1, 256))
+      ->needs(embedded_opt);
+  bench_cmd->add_option("--server-args", bo.server_args, "--embedded: more `serve` flags, e.g. \"--sim-latency-ms payment=5\"")
+      ->needs(embedded_opt);
   bench_cmd->add_flag("!--no-terminal-check", bo.check_terminal,
                       "Skip checking that acknowledged orders reach a terminal status");
   bench_cmd->add_option("--terminal-timeout", bo.terminal_timeout_s,
                         "Seconds to wait for acknowledged orders to finish")
+      ->check(finite_range(0, 86400))
       ->capture_default_str();
   bench_cmd->add_option("--seed", bo.seed, "Random seed for the generated orders (0: random)");
   bench_cmd->add_flag("--quiet", bo.quiet, "No progress lines");

@@ -2,10 +2,14 @@
 every acknowledged order; a run that reaches no server reports zeros, never negative rates."""
 import json
 import os
+import re
+import shutil
+import signal
 import socket
 import subprocess
 import sys
 import tempfile
+import time
 import unittest
 
 from harness import BIN
@@ -144,6 +148,80 @@ class BenchTest(unittest.TestCase):
         # No orders, and a server that is not the bench's child: no CPU per order.
         self.assertEqual(r["cpu_us_per_order"], {"server": None, "load_generator": None})
         self.assertNotIn("cpu during the load", p.stdout)
+
+
+    def test_the_embedded_server_goes_when_the_bench_is_killed(self):
+        # kill -9 leaves the bench no chance to stop its server: the server is told by the
+        # kernel (SIGTERM when its parent dies) and drains. Without that it served on, orphaned.
+        p = subprocess.Popen([BIN, "bench", "--embedded", "--duration", "60", "--warmup", "0",
+                              "--rate", "100", "--connections", "2", "--quiet",
+                              "--api-key", "test-client-key-0001"],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        pid, data = None, None
+        try:
+            for line in p.stderr:
+                m = re.search(r"embedded server pid (\d+) on \S+, data in (\S+)", line)
+                if m:
+                    pid, data = int(m.group(1)), m.group(2)
+                    break
+            self.assertIsNotNone(pid, "the bench did not report its server")
+            p.kill()
+            p.wait(timeout=10)
+            deadline = time.time() + 20
+            while time.time() < deadline and running(pid):
+                time.sleep(0.1)
+            self.assertFalse(running(pid), "the embedded server outlived its bench")
+        finally:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+            if pid is not None and running(pid):
+                os.kill(pid, signal.SIGKILL)  # (started by the bench this test started)
+            if data:
+                shutil.rmtree(data, ignore_errors=True)
+
+    def test_arguments_out_of_bounds_are_refused(self):
+        # Exit 2 with the reason, before anything runs. The accepted side of each bound gets as
+        # far as the server address (refused too, so that nothing runs).
+        def run(*args):
+            return subprocess.run([BIN, "bench", *args], capture_output=True, text=True, timeout=30)
+        refused = [
+            (["--embedded", "--server", "http://127.0.0.1:1"], "--server excludes --embedded"),
+            (["--data-dir", "/nonexistent/x"], "--data-dir requires --embedded"),
+            (["--durability", "none"], "--durability requires --embedded"),
+            (["--partitions", "2"], "--partitions requires --embedded"),
+            (["--server-args", "--batch-max 8"], "--server-args requires --embedded"),
+            (["--duration", "nan"], "not in range"),
+            (["--duration", "0.09"], "not in range"),
+            (["--rate", "nan"], "not in range"),
+            (["--warmup", "nan"], "not in range"),
+            (["--terminal-timeout", "-1"], "not in range"),
+            (["--terminal-timeout", "86401"], "not in range"),
+            (["--orders", "-1"], "not in range"),
+            (["--orders", "1000000000001"], "not in range"),
+        ]
+        for args, why in refused:
+            with self.subTest(args=args):
+                r = run(*args)
+                self.assertEqual(r.returncode, 2, r.stderr)
+                self.assertIn(why, r.stderr)
+        accepted = [["--duration", "0.1"], ["--rate", "10000000"], ["--warmup", "0"],
+                    ["--terminal-timeout", "0"], ["--terminal-timeout", "86400"],
+                    ["--orders", "1000000000000"]]
+        for args in accepted:
+            with self.subTest(args=args):
+                r = run(*args, "--server", "not-a-url")
+                self.assertEqual(r.returncode, 2, r.stderr)
+                self.assertIn("--server must be http://HOST:PORT", r.stderr)
+
+
+def running(pid):
+    """True while the process exists and is not a zombie (an orphan's zombie waits for init)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
 
 
 class BenchReportTest(unittest.TestCase):
