@@ -149,7 +149,6 @@ class BenchTest(unittest.TestCase):
         self.assertEqual(r["cpu_us_per_order"], {"server": None, "load_generator": None})
         self.assertNotIn("cpu during the load", p.stdout)
 
-
     def test_the_embedded_server_goes_when_the_bench_is_killed(self):
         # kill -9 leaves the bench no chance to stop its server: the server is told by the
         # kernel (SIGTERM when its parent dies) and drains. Without that it served on, orphaned.
@@ -175,6 +174,7 @@ class BenchTest(unittest.TestCase):
             if p.poll() is None:
                 p.kill()
                 p.wait()
+            p.stderr.close()
             if pid is not None and running(pid):
                 os.kill(pid, signal.SIGKILL)  # (started by the bench this test started)
             if data:
