@@ -65,6 +65,15 @@ class Client {
         bhttp::response_parser<bhttp::empty_body> head;
         bhttp::read_header(stream, buf, head);
         r.status = head.get().result_int();
+        if (r.status != 200) {
+          // Not a stream (an error): its body, as Content-Length says, on a connection the
+          // server keeps open — reading until it closes would wait forever.
+          stream.expires_after(std::chrono::seconds(30));
+          bhttp::response_parser<bhttp::string_body> whole(std::move(head));
+          bhttp::read(stream, buf, whole);
+          r.body = std::move(whole.get().body());
+          return r;
+        }
         std::string pending(static_cast<const char*>(buf.data().data()), buf.size());
         buf.consume(buf.size());
         char chunk[4096];

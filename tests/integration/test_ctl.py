@@ -53,6 +53,13 @@ class CtlTest(ServerTest):
         self.assertEqual(self.ctl("orders", "get", o["id"], key="not-a-key-at-all-0")[0], 4)
         code, _, err = self.ctl("orders", "bogus")
         self.assertEqual(code, 2)
+        # watch: an error answer ends it (it waited forever for a stream that never came: the
+        # server keeps the connection open after the error).
+        code, _, err = self.ctl("orders", "watch", "06h2bq4684006000")
+        self.assertEqual(code, 3, err)
+        self.assertIn("404 not_found", err)
+        code, _, err = self.ctl("orders", "watch", o["id"], key=WORKER_KEY)
+        self.assertEqual(code, 4, err)
         code, _, err = subprocess.run([BIN, "ctl", "--server", "http://127.0.0.1:1", "--api-key", ADMIN_KEY, "stuck"],
                                       capture_output=True, text=True, timeout=30).returncode, None, None
         self.assertEqual(code, 5)
