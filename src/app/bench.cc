@@ -15,6 +15,9 @@
 #include <boost/asio.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
+#include <atomic>
+#include <mutex>
+#include <thread>
 #include <charconv>
 #include <chrono>
 #include <cstdio>
@@ -883,6 +886,9 @@ std::optional<Embedded> start_embedded(const BenchOptions& o, const std::string&
     // SIGTERM and drains. (Only async-signal-safe calls until exec: this process may have
     // threads.)
     if (prctl(PR_SET_PDEATHSIG, SIGTERM) != 0 || getppid() != parent) _exit(127);
+    sigset_t none;  // the bench blocks the signals its watcher takes (Interrupts); not the server
+    sigemptyset(&none);
+    if (sigprocmask(SIG_SETMASK, &none, nullptr) != 0) _exit(127);
     const int err = ::open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     const int out = ::open("/dev/null", O_WRONLY | O_CLOEXEC);
     if (err < 0 || out < 0 || dup2(err, 2) < 0 || dup2(out, 1) < 0) _exit(127);
@@ -927,6 +933,61 @@ void stop_embedded(Embedded& e) {
   discard_embedded(e);
 }
 
+// The embedded server, stopped once: when the run ends, on an early return, or by Interrupts.
+class EmbeddedServer {
+ public:
+  ~EmbeddedServer() { stop(); }
+  void set(const Embedded& e) {
+    std::lock_guard lock(mu_);
+    e_ = e;
+  }
+  void stop() {
+    std::lock_guard lock(mu_);
+    stop_embedded(e_);
+    e_ = Embedded{};
+  }
+
+ private:
+  std::mutex mu_;
+  Embedded e_;
+};
+
+// Ctrl-C (SIGINT), SIGTERM or SIGHUP while the bench runs its own server: a thread takes the
+// signal, stops the server (it drains) and removes its temporary directory, then the bench
+// exits 128 + the signal. (Without it both died and the directory stayed, with its data.) The
+// signals are blocked in every thread but that one while this object lives.
+class Interrupts {
+ public:
+  explicit Interrupts(EmbeddedServer& server) : server_(server) {
+    sigemptyset(&set_);
+    for (int sig : {SIGINT, SIGTERM, SIGHUP}) sigaddset(&set_, sig);
+    pthread_sigmask(SIG_BLOCK, &set_, &before_);
+    thread_ = std::thread([this] { watch(); });
+  }
+  ~Interrupts() {
+    done_.store(true);
+    thread_.join();
+    pthread_sigmask(SIG_SETMASK, &before_, nullptr);
+  }
+
+ private:
+  void watch() {
+    const timespec tick{0, 100'000'000};
+    while (!done_.load()) {
+      const int sig = sigtimedwait(&set_, nullptr, &tick);
+      if (sig <= 0) continue;
+      std::fprintf(stderr, "orderflow bench: %s: stopping the embedded server\n", strsignal(sig));
+      server_.stop();
+      _exit(128 + sig);
+    }
+  }
+
+  EmbeddedServer& server_;
+  sigset_t set_{}, before_{};
+  std::atomic<bool> done_{false};
+  std::thread thread_;
+};
+
 }  // namespace
 
 int bench(const BenchOptions& in) {
@@ -943,14 +1004,18 @@ int bench(const BenchOptions& in) {
   std::string host;
   uint16_t port = 0;
   Embedded embedded;
+  EmbeddedServer server;  // (declared before `interrupts`: it outlives the watcher)
+  std::optional<Interrupts> interrupts;
   if (o.embedded) {
     if (o.api_key.empty()) o.api_key = "bench-embedded-" + std::to_string(seed);
+    interrupts.emplace(server);
     auto e = start_embedded(o, o.api_key);
     if (!e) {
       std::fprintf(stderr, "orderflow bench: could not start the embedded server\n");
       return 1;
     }
     embedded = *e;
+    server.set(embedded);
     host = "127.0.0.1";
     port = embedded.port;
     std::fprintf(stderr, "orderflow bench: embedded server pid %d on 127.0.0.1:%u, data in %s\n",
@@ -1007,7 +1072,7 @@ int bench(const BenchOptions& in) {
   const uint64_t delivered = term.by_status.count("delivered") ? term.by_status.at("delivered") : 0;
   const double pipeline_secs = load_secs + drain_secs;
   const double delivered_per_s = pipeline_secs > 0 ? static_cast<double>(delivered) / pipeline_secs : 0.0;
-  if (o.embedded) stop_embedded(embedded);
+  server.stop();
 
   const auto& h = r.latency_us;
   double throughput = secs > 0 ? static_cast<double>(r.orders_acked_measured) / secs : 0;

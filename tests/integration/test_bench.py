@@ -152,6 +152,16 @@ class BenchTest(unittest.TestCase):
     def test_the_embedded_server_goes_when_the_bench_is_killed(self):
         # kill -9 leaves the bench no chance to stop its server: the server is told by the
         # kernel (SIGTERM when its parent dies) and drains. Without that it served on, orphaned.
+        # Its temporary directory stays (nothing is left to remove it).
+        self.interrupt_embedded_run(signal.SIGKILL, returncode=-signal.SIGKILL, removes_data=False)
+
+    def test_an_interrupted_bench_stops_its_server_and_removes_its_data(self):
+        # Ctrl-C or SIGTERM: the bench stops its server and removes its directory, then exits
+        # 128 + the signal. (Both used to die and leave the directory, with its data.)
+        self.interrupt_embedded_run(signal.SIGINT, returncode=128 + signal.SIGINT, removes_data=True)
+        self.interrupt_embedded_run(signal.SIGTERM, returncode=128 + signal.SIGTERM, removes_data=True)
+
+    def interrupt_embedded_run(self, sig, returncode, removes_data):
         p = subprocess.Popen([BIN, "bench", "--embedded", "--duration", "60", "--warmup", "0",
                               "--rate", "100", "--connections", "2", "--quiet",
                               "--api-key", "test-client-key-0001"],
@@ -164,12 +174,14 @@ class BenchTest(unittest.TestCase):
                     pid, data = int(m.group(1)), m.group(2)
                     break
             self.assertIsNotNone(pid, "the bench did not report its server")
-            p.kill()
-            p.wait(timeout=10)
+            time.sleep(0.5)  # under load
+            p.send_signal(sig)
+            self.assertEqual(p.wait(timeout=20), returncode)
             deadline = time.time() + 20
             while time.time() < deadline and running(pid):
                 time.sleep(0.1)
             self.assertFalse(running(pid), "the embedded server outlived its bench")
+            self.assertEqual(os.path.exists(data), not removes_data, data)
         finally:
             if p.poll() is None:
                 p.kill()
