@@ -567,6 +567,9 @@ class UringLoad final : public LoadPlan {
     beast::error_code ec;
     if (res < 0) return failed(c, "connection_error");
     if (res == 0) {
+      // Closed by the server. Only a response that ends at the close (no length given) can be
+      // complete here; with nothing received, there is none (and put_eof asserts).
+      if (!c.parser->got_some()) return failed(c, "connection_error");
       c.parser->put_eof(ec);
       if (ec || !c.parser->is_done()) return failed(c, "connection_error");
     } else {
