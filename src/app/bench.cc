@@ -845,11 +845,18 @@ struct Embedded {
   uint16_t port = 0;
 };
 
-// Removes the embedded server's data directory if the bench made it.
-void discard_embedded(const Embedded& e) {
-  if (!e.owns_dir) return;
-  std::error_code ec;
-  std::filesystem::remove_all(e.dir, ec);
+// Stops the server (it drains; a server already reaped has pid -1) and removes the data
+// directory if the bench made it.
+void stop_embedded(Embedded& e) {
+  if (e.pid > 0) {
+    kill(e.pid, SIGTERM);
+    int status;
+    waitpid(e.pid, &status, 0);
+  }
+  if (e.owns_dir) {
+    std::error_code ec;
+    std::filesystem::remove_all(e.dir, ec);
+  }
 }
 
 std::optional<Embedded> start_embedded(const BenchOptions& o, const std::string& key) {
@@ -881,7 +888,7 @@ std::optional<Embedded> start_embedded(const BenchOptions& o, const std::string&
   const pid_t parent = getpid();
   e.pid = fork();
   if (e.pid < 0) {
-    discard_embedded(e);
+    stop_embedded(e);  // (its directory)
     return std::nullopt;
   }
   if (e.pid == 0) {
@@ -913,27 +920,16 @@ std::optional<Embedded> start_embedded(const BenchOptions& o, const std::string&
     int status;
     if (waitpid(e.pid, &status, WNOHANG) == e.pid) {
       std::fprintf(stderr, "orderflow bench: the embedded server exited:\n%s\n", text.c_str());
-      e.pid = -1;
-      discard_embedded(e);
+      e.pid = -1;  // reaped
+      stop_embedded(e);
       return std::nullopt;
     }
     usleep(50000);
   }
   std::fprintf(stderr, "orderflow bench: the embedded server was not ready after 30 s\n");
   kill(e.pid, SIGKILL);
-  waitpid(e.pid, nullptr, 0);
-  e.pid = -1;
-  discard_embedded(e);
+  stop_embedded(e);
   return std::nullopt;
-}
-
-void stop_embedded(Embedded& e) {
-  if (e.pid > 0) {
-    kill(e.pid, SIGTERM);
-    int status;
-    waitpid(e.pid, &status, 0);
-  }
-  discard_embedded(e);
 }
 
 // The embedded server, stopped once: when the run ends, on an early return, or by Interrupts.
