@@ -335,6 +335,7 @@ void LogStore::delete_segments() {
     const bool keep = !d.part->spare_ready;
     lock.unlock();
     ::close(d.fd);
+    if (options_.before_retire) options_.before_retire();
     // The segment's batches must be in RocksDB's memtables before the flush below.
     wait_settled(*d.part, d.settle_upto);
     // What the segment holds that RocksDB alone must keep from now on (orders that ended in
@@ -382,6 +383,18 @@ Status LogStore::sync(int fd) {
     options_.on_sync(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
   }
   return Status::ok_status();
+}
+
+Status LogStore::cut_segment(const std::string& path, uint64_t length) {
+  int fd = ::open(path.c_str(), O_WRONLY | O_CLOEXEC);
+  if (fd < 0) return make_error(Errc::internal, errno_text(("open " + path).c_str()));
+  Status st = ::ftruncate(fd, static_cast<off_t>(length)) == 0
+                  ? Status::ok_status()
+                  : make_error(Errc::internal, errno_text(("truncate " + path).c_str()));
+  // The new size is metadata a later read needs, which fdatasync writes too.
+  if (st.ok()) st = sync(fd);
+  ::close(fd);
+  return st;
 }
 
 namespace {
@@ -473,6 +486,15 @@ Status LogStore::recover(Part& p) {
     segments.emplace_back(std::stoull(name.substr(prefix.size(), 12)), entry.path().string());
   }
   std::sort(segments.begin(), segments.end());
+  // Segments follow each other by seq. One before a gap is superseded: the segment after it
+  // was retired, which happens only once RocksDB holds what came before it durably. (Builds
+  // before the fifteenth session left the segment a start had read beside the ones after it;
+  // read first, it brought back orders that had ended since in progress.) Only the run after
+  // the last gap is read; the others are removed below with the older ones.
+  size_t first_read = 0;
+  for (size_t i = 1; i < segments.size(); ++i) {
+    if (segments[i].first != segments[i - 1].first + 1) first_read = i;
+  }
 
   if (segments.empty()) {
     // A data directory from before the log (or a new one): the inner store's orders in
@@ -497,7 +519,8 @@ Status LogStore::recover(Part& p) {
     }
   }
 
-  for (size_t i = 0; i < segments.size(); ++i) {
+  std::string last_read;  // the segment whose seq the partition continues from
+  for (size_t i = first_read; i < segments.size(); ++i) {
     const std::string& file = segments[i].second;
     const bool newest = i + 1 == segments.size();
     std::ifstream in(file, std::ios::binary);
@@ -519,14 +542,19 @@ Status LogStore::recover(Part& p) {
       std::string_view payload = whole ? rest.substr(kRecordHeader, len) : std::string_view();
       if (!whole || record_crc(rest.data() + 8, payload) != get_le<uint32_t>(rest.data() + 4)) {
         // A record torn by a crash can only be the last one written; anything else is damage.
-        if (newest) break;
-        return corrupt(file, "bad record in a segment that is not the newest");
+        if (!newest) return corrupt(file, "bad record in a segment that is not the newest");
+        // The checkpoint below makes this segment an older one, and the process may die
+        // again before the segment is retired: the torn record goes first.
+        Status st = cut_segment(file, bytes.size() - rest.size());
+        if (!st.ok()) return st;
+        break;
       }
       Status st = apply_record(file, payload, p.orders, p.id_clock);
       if (!st.ok()) return st;
       rest.remove_prefix(kRecordHeader + len);
     }
     p.segment_seq = seq;
+    last_read = file;
   }
   // A spare holds nothing of value (every record in it has an older seq than any segment
   // to come): it is kept to be overwritten by the next checkpoint.
@@ -566,17 +594,26 @@ Status LogStore::recover(Part& p) {
     if (is_terminal(o.status)) p.orders.erase(o.id);
   }
   // The partition moves to a fresh segment holding what remains. The checkpoint hands the
-  // newest old segment to the retiring thread, which makes what was just written into the
-  // inner store durable before it lets the segment go.
+  // segment read last to the retiring thread, which makes what was just written into the
+  // inner store durable before it lets the segment go (it must not stay: once a later
+  // checkpoint has retired the segment after it, reading it would go back in time).
+  if (!last_read.empty()) {
+    p.fd = ::open(last_read.c_str(), O_RDONLY | O_CLOEXEC);
+    if (p.fd < 0) return make_error(Errc::internal, errno_text(("open " + last_read).c_str()));
+  }
   Status st = checkpoint(p);
   if (!st.ok()) return st;
-  if (segments.size() > 1) {
-    // Older ones, left by a crash during an earlier checkpoint, go here: after the same.
+  bool older = false;
+  for (const auto& [seq, path] : segments) older = older || seq < p.segment_seq - 1;
+  if (older) {
+    // Older ones (left by a crash during an earlier checkpoint, or superseded) go here, after
+    // the same. (A newest one created but never written was reused by the checkpoint.)
     st = inner_->sync();
     if (!st.ok()) return st;
-    for (size_t i = 0; i + 1 < segments.size(); ++i) {
+    for (const auto& [seq, path] : segments) {
+      if (seq >= p.segment_seq - 1 || path == last_read) continue;
       std::error_code ec;
-      fs::remove(segments[i].second, ec);
+      fs::remove(path, ec);
     }
   }
   return sync_dir(options_.dir);

@@ -33,8 +33,9 @@
 // allocated blocks needs no file-system journal commit), or is deleted if a spare exists.
 // Records carry their segment's seq, so what a recycled file held before ends the segment.
 // Recovery reads the segments oldest first; a torn record at the end of the newest is the
-// batch that was being written when the process died (it was never acknowledged) and is
-// ignored.
+// batch that was being written when the process died (it was never acknowledged): it is cut
+// off the file, durably, before the recovery's checkpoint makes that segment an older one, in
+// which a bad record is damage (the process may die again before the segment is retired).
 //
 // Reads: orders in progress are answered from memory (their latest committed record and
 // events, encoded as in the log); everything else from RocksDB.
@@ -74,6 +75,9 @@ struct LogStoreOptions {
   // Called by the settling thread before it applies each batch (tests hold it there). May be
   // empty.
   std::function<void()> before_settle;
+  // Called by the retiring thread before it retires each old segment (tests hold it there).
+  // May be empty.
+  std::function<void()> before_retire;
 };
 
 class LogStore final : public OrderStore {
@@ -124,6 +128,8 @@ class LogStore final : public OrderStore {
   Status checkpoint(Part& p);
   Status write_all(int fd, const std::string& bytes);
   Status sync(int fd);
+  // Truncates a segment file to `length` bytes (synced under Durability::fsync).
+  Status cut_segment(const std::string& path, uint64_t length);
   Status fail(const std::string& what);
   void delete_segments();  // the deleter thread
   void stop_retiring();    // lets the deleter thread finish what is queued, then joins it

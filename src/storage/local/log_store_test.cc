@@ -7,6 +7,7 @@
 
 #include <gtest/gtest.h>
 
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <condition_variable>
@@ -133,6 +134,25 @@ std::vector<std::string> segments(const testing::TempDir& dir) { return segments
 std::string read_file(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+}
+
+// The part of a segment its records fill: a recycled file (a retired segment overwritten
+// from the start) still holds its earlier records after them, under an older seq.
+std::string read_segment(const std::string& path) {
+  std::string bytes = read_file(path);
+  const std::string name = fs::path(path).filename().string();
+  const uint64_t seq = std::stoull(name.substr(7, 12));
+  size_t end = 8;
+  while (end + 16 <= bytes.size()) {
+    uint32_t len = 0;
+    uint64_t rseq = 0;
+    std::memcpy(&len, bytes.data() + end, 4);
+    std::memcpy(&rseq, bytes.data() + end + 8, 8);
+    if (rseq != seq || end + 16 + len > bytes.size()) break;
+    end += 16 + len;
+  }
+  bytes.resize(std::min(end, bytes.size()));
+  return bytes;
 }
 
 // An order's record in the log's two parts (see codec::encode_order).
@@ -285,7 +305,7 @@ TEST(LogStore, ATornLastRecordIsIgnoredDamageElsewhereIsAnError) {
   // The last record (the step) is cut short, as a crash in the middle of its write leaves it.
   const std::string newest = newest_segment(dir, 1);
   ASSERT_FALSE(newest.empty());
-  fs::resize_file(newest, fs::file_size(newest) - 3);
+  fs::resize_file(newest, read_segment(newest).size() - 3);
   {
     auto s = open_log(dir);
     EXPECT_EQ(**s.store->get_order(id), created);  // the step was never acknowledged
@@ -309,7 +329,12 @@ TEST(LogStore, ATornLastRecordIsIgnoredDamageElsewhereIsAnError) {
     out << bytes;
   }
   {
-    std::ofstream newer(dir.sub("log/p00001-999999999999.log"), std::ios::binary);
+    // The next seq: a segment before a gap in the seqs is superseded and not read at all.
+    const std::string name = fs::path(older).filename().string();
+    char next[32];
+    std::snprintf(next, sizeof next, "p00001-%012llu.log",
+                  std::stoull(name.substr(7, 12)) + 1);
+    std::ofstream newer(dir.sub("log/") + next, std::ios::binary);
     newer << "OFLOG001";
   }
   auto reopened =
@@ -332,7 +357,7 @@ TEST(LogStore, AStepOfAHeldOrderLogsItsStateAloneAndReplaysOntoItsRecord) {
   }
   // The segment has the order's fixed part once (from its creation) and its state three times.
   const RecordParts parts = record_parts(book.orders.at(id));
-  const std::string segment = read_file(newest_segment(dir, 0));
+  const std::string segment = read_segment(newest_segment(dir, 0));
   auto count = [&](const std::string& what) {
     size_t n = 0;
     for (size_t at = segment.find(what); at != std::string::npos; at = segment.find(what, at + 1)) ++n;
@@ -355,7 +380,7 @@ TEST(LogStore, AStepOfAHeldOrderLogsItsStateAloneAndReplaysOntoItsRecord) {
     ASSERT_TRUE(s.store->commit(book.step(id, OrderStatus::merchant_confirmed)).ok());
   }
   const std::string path = newest_segment(dir, 0);
-  std::string bytes = read_file(path);
+  std::string bytes = read_segment(path);
   const size_t at = bytes.rfind(entry);
   ASSERT_NE(at, std::string::npos);
   const auto stranger = OrderId::make(7777, PartitionId{0}, 0).bytes();
@@ -403,7 +428,7 @@ TEST(LogStore, ACleanCloseLeavesEachPartitionASnapshotOfItsOrdersInProgress) {
   // Partition 0's segment is the snapshot alone: the order in progress whole, once, and no
   // step of either order; the order that ended is in RocksDB's tables.
   const RecordParts in_progress = record_parts(book.orders.at(going));
-  const std::string segment = read_file(newest_segment(dir, 0));
+  const std::string segment = read_segment(newest_segment(dir, 0));
   EXPECT_NE(segment.find(in_progress.fixed + in_progress.state), std::string::npos);
   EXPECT_EQ(segment.find(record_parts(book.orders.at(done)).fixed), std::string::npos);
   for (OrderId id : {done, going}) EXPECT_EQ(segment.find(state_entry_of(id)), std::string::npos);
@@ -609,7 +634,8 @@ TEST(LogStore, ADataDirectoryFromBeforeTheLogKeepsItsOrdersInProgress) {
   EXPECT_EQ(s.store->held(PartitionId{1}), 0u);
 }
 
-// Holds the settling thread before each batch until released (LogStoreOptions::before_settle).
+// Holds a store's thread at a hook until released (LogStoreOptions::before_settle: the
+// settling thread before each batch; before_retire: the retiring thread before each segment).
 class SettleGate {
  public:
   std::function<void()> hook() {
@@ -625,10 +651,10 @@ class SettleGate {
     open_ = true;
     cv_.notify_all();
   }
-  // Waits until the settling thread has reached the gate n times.
-  void wait_arrived(int n) {
+  // Waits until the thread has reached the gate n times; false after 10 s.
+  bool wait_arrived(int n) {
     std::unique_lock lock(mu_);
-    cv_.wait(lock, [&] { return arrived_ >= n; });
+    return cv_.wait_for(lock, std::chrono::seconds(10), [&] { return arrived_ >= n; });
   }
 
  private:
@@ -649,7 +675,7 @@ TEST(LogStore, BeforeItsBatchSettlesAnOrderAndItsKeyAreAnsweredFromMemory) {
   const OrderId id = b.orders[0].order->id;
   ASSERT_TRUE(s.store->commit(b).ok());
   ASSERT_TRUE(s.store->commit(book.step(id, OrderStatus::cancelled)).ok());
-  gate.wait_arrived(1);
+  ASSERT_TRUE(gate.wait_arrived(1));
   // Nothing has reached RocksDB: the key, the order that ended and its events come from memory.
   EXPECT_FALSE(s.inner->find_idempotency("acme", "key-" + id.str())->has_value());
   EXPECT_FALSE(s.inner->get_order(id)->has_value());
@@ -691,7 +717,7 @@ TEST(LogStore, AtMostSettleQueueMaxBatchesWaitToSettle) {
   auto s = open_log_with(dir.path(), lo);
   // The settling thread holds the first batch at the gate; two more fill the queue.
   s.create(book, 0, 1000);
-  gate.wait_arrived(1);
+  ASSERT_TRUE(gate.wait_arrived(1));
   s.create(book, 0, 1001);
   s.create(book, 0, 1002);
   EXPECT_EQ(s.store->settle_waits(), 0u);  // at the bound: nobody waited
@@ -713,6 +739,107 @@ TEST(LogStore, AtMostSettleQueueMaxBatchesWaitToSettle) {
     EXPECT_EQ((*key)->order_id, id);
   }
   EXPECT_EQ(book.orders.size(), 4u);
+}
+
+// A restart reads the newest segment, then checkpoints into a new one. That segment was left
+// on disk for the whole run (nothing retired it), while later checkpoints retired the ones
+// after it; the next start read it, then the newest — and an order that had ended in between
+// (in neither the newest snapshot nor, as ended, in the old segment) came back in progress.
+TEST(LogStore, AnOrderThatEndedStaysEndedAfterRestartsAndCheckpoints) {
+  testing::TempDir dir;
+  Book book;
+  OrderId id;
+  {
+    auto s = open_log(dir, /*segment_bytes_max=*/4096);
+    id = s.create(book, 0, 1000);
+  }
+  {
+    auto s = open_log(dir, 4096);  // recovers, and checkpoints into a new segment
+    ASSERT_TRUE(s.store->commit(book.step(id, OrderStatus::cancelled)).ok());
+    // Other orders fill segments until a few checkpoints have passed.
+    const uint64_t before = s.store->checkpoints();
+    for (int i = 0; i < 200 && s.store->checkpoints() < before + 3; ++i) s.create(book, 0, 2000 + i);
+    ASSERT_GE(s.store->checkpoints(), before + 3);
+  }
+  auto s = open_log(dir, 4096);
+  EXPECT_EQ(**s.store->get_order(id), book.orders.at(id));
+  EXPECT_EQ(s.store->held(PartitionId{0}), book.orders.size() - 1);
+}
+
+// A data directory from a build that left that segment behind: the segment before the gap in
+// the seqs is not read, and goes.
+TEST(LogStore, ASegmentBeforeAGapInTheSeqsIsSupersededAndNotRead) {
+  testing::TempDir dir;
+  Book book;
+  OrderId id;
+  {
+    auto s = open_log(dir, /*segment_bytes_max=*/4096);
+    id = s.create(book, 0, 1000);
+  }
+  const std::string left = newest_segment(dir, 0);
+  const std::string kept = read_file(left);
+  {
+    auto s = open_log(dir, 4096);
+    ASSERT_TRUE(s.store->commit(book.step(id, OrderStatus::cancelled)).ok());
+    const uint64_t before = s.store->checkpoints();
+    for (int i = 0; i < 200 && s.store->checkpoints() < before + 3; ++i) s.create(book, 0, 2000 + i);
+    ASSERT_GE(s.store->checkpoints(), before + 3);
+  }
+  ASSERT_FALSE(fs::exists(left));
+  {
+    std::ofstream out(left, std::ios::binary);  // as the earlier build left it
+    out << kept;
+  }
+  ASSERT_NE(newest_segment(dir, 0), left);
+  auto s = open_log(dir, 4096);
+  EXPECT_EQ(**s.store->get_order(id), book.orders.at(id));
+  EXPECT_EQ(s.store->held(PartitionId{0}), book.orders.size() - 1);
+  EXPECT_FALSE(fs::exists(left));
+}
+
+// Found by the crash test: kill -9 in the middle of a batch's write, a restart, and kill -9
+// again before the retiring thread had let the old segment go. The restart's checkpoint made
+// the torn segment an older one, and the next start refused the log as damaged.
+TEST(LogStore, ATornTailIsCutOffBeforeItsSegmentBecomesAnOlderOne) {
+  testing::TempDir dir;
+  Book book;
+  OrderId id;
+  {
+    auto s = open_log(dir);
+    id = s.create(book, 1, 1000);
+    ASSERT_TRUE(s.store->commit(book.step(id, OrderStatus::inventory_reserved)).ok());
+  }
+  const Order reserved = book.orders.at(id);
+  {
+    auto s = open_log(dir);
+    ASSERT_TRUE(s.store->commit(book.step(id, OrderStatus::payment_authorized)).ok());
+  }
+  const std::string torn = newest_segment(dir, 1);
+  ASSERT_FALSE(torn.empty());
+  const uint64_t size = read_segment(torn).size();
+  fs::resize_file(torn, size - 3);  // the last record (the step) cut short, as a crash leaves it
+
+  SettleGate gate;
+  LogStoreOptions lo = log_options(dir.path());
+  lo.before_retire = gate.hook();
+  auto s = open_log_with(dir.path(), lo);
+  struct Release {
+    SettleGate& gate;
+    ~Release() { gate.open(); }  // before `s` closes, also on a failed assertion
+  } release{gate};
+  ASSERT_TRUE(s.store);
+  EXPECT_EQ(**s.store->get_order(id), reserved);  // the torn step was never acknowledged
+  ASSERT_TRUE(gate.wait_arrived(1));
+  // The retiring thread holds the old segment: a crash now leaves it beside the new one. It no
+  // longer ends in the torn record.
+  ASSERT_TRUE(fs::exists(torn));
+  EXPECT_LT(fs::file_size(torn), size - 3);
+  testing::TempDir image;
+  fs::create_directories(image.sub("log"));
+  for (const auto& f : segments(dir)) fs::copy_file(f, image.sub("log") + "/" + fs::path(f).filename().string());
+  auto after = open_log(image);
+  ASSERT_TRUE(after.store);
+  EXPECT_EQ(**after.store->get_order(id), reserved);
 }
 
 }  // namespace
