@@ -58,6 +58,12 @@ int run_cli(int argc, char** argv) {
                    "reaches the OS (survives a process crash, not a power loss)")
       ->check(CLI::IsMember({"fsync", "none"}))
       ->capture_default_str();
+  serve_cmd
+      ->add_option("--sim-durability", serve_opts.sim_durability,
+                   "The built-in simulators' ledger: fsync (synced before they answer) or none "
+                   "(written, not synced: survives a process crash, not a power loss). "
+                   "Default: as --durability. Orders are durable as --durability says either way")
+      ->check(CLI::IsMember({"fsync", "none"}));
   serve_cmd->add_option("--io-threads", serve_opts.io_threads, "HTTP I/O threads, 1-64")
       ->check(CLI::Range(1, 64))
       ->capture_default_str();

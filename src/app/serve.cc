@@ -201,7 +201,8 @@ int serve(const ServeOptions& options) {
   std::array<bool, kStageCount> external{};
   SimOptions sim_opts;
   sim_opts.path = (std::filesystem::path(o.data_dir) / "sim").string();
-  sim_opts.durability = o.durability == "none" ? Durability::none : Durability::fsync;
+  const std::string& sim_durability = o.sim_durability.empty() ? o.durability : o.sim_durability;
+  sim_opts.durability = sim_durability == "none" ? Durability::none : Durability::fsync;
   sim_opts.closed_merchants = o.sim_closed_merchants;
   std::string err = per_stage(o.stage_deadlines, "--stage-deadline-ms", 1, 86400000,
                               [&](Stage s, int64_t v) {
@@ -349,7 +350,7 @@ int serve(const ServeOptions& options) {
   }
   http::Backend backend{&engine, sims->get(), &tasks, external};
   const std::string data_dir = o.data_dir;
-  metrics.set_sampler([&engine, log_store = store->get(), data_dir](Metrics& m) {
+  metrics.set_sampler([&engine, log_store = store->get(), sim = sims->get(), data_dir](Metrics& m) {
     struct statvfs fs;
     if (statvfs(data_dir.c_str(), &fs) == 0) {
       m.set_disk(static_cast<double>(fs.f_bavail) * static_cast<double>(fs.f_frsize),
@@ -370,6 +371,7 @@ int serve(const ServeOptions& options) {
       m.set_stuck(static_cast<Stage>(s), static_cast<double>(engine.stuck_in_stage(static_cast<Stage>(s))));
     }
     m.set_settling(static_cast<double>(log_store->settle_queued()), log_store->settle_waits());
+    m.set_sim_ledger(sim->ledger_batches(), sim->ledger_syncs());
   });
   api.set_ready(&backend);
   admin_api.set_ready(&backend);

@@ -14,6 +14,7 @@ struct ServeOptions {
   std::vector<std::string> api_keys;  // KEY:TENANT:ROLE[+ROLE...]
   uint32_t partitions = 0;  // 0: the data directory's count, or one per CPU core (at most 8)
   std::string durability = "fsync";
+  std::string sim_durability;  // fsync | none; empty: as --durability
   int io_threads = 2;
   std::string io_engine = "auto";  // auto | io_uring | epoll (http/server.h)
   size_t queue_depth_max = 4096;

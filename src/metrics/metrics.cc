@@ -21,6 +21,12 @@ const Histogram::BucketBoundaries kLatencyBuckets = {
     0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10};
 const Histogram::BucketBoundaries kBatchBuckets = {1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024};
 
+// Brings a counter up to a running total kept elsewhere.
+void follow(Counter* counter, uint64_t total) {
+  const double seen = counter->Value();
+  if (static_cast<double>(total) > seen) counter->Increment(static_cast<double>(total) - seen);
+}
+
 }  // namespace
 
 struct Metrics::Impl {
@@ -82,6 +88,12 @@ struct Metrics::Impl {
       .Register(registry).Add({});
   Counter* settle_waits = &prometheus::BuildCounter()
       .Name("orderflow_log_settle_waits_total").Help("Times a partition writer waited because the settling queue was full")
+      .Register(registry).Add({});
+  Counter* sim_batches = &prometheus::BuildCounter()
+      .Name("orderflow_sim_ledger_batches_total").Help("Batches the built-in simulators wrote to their ledger")
+      .Register(registry).Add({});
+  Counter* sim_syncs = &prometheus::BuildCounter()
+      .Name("orderflow_sim_ledger_syncs_total").Help("Simulator ledger batches synced before their answers (--sim-durability fsync)")
       .Register(registry).Add({});
   Family<Gauge>& stuck = prometheus::BuildGauge()
       .Name("orderflow_orders_stuck").Help("Orders in a stage longer than its SLA, by stage")
@@ -226,8 +238,12 @@ void Metrics::wal_sync(double seconds) { impl_->fsync_series->Observe(seconds); 
 
 void Metrics::set_settling(double queued, uint64_t waits_total) {
   impl_->settle_queue->Set(queued);
-  const double seen = impl_->settle_waits->Value();
-  if (static_cast<double>(waits_total) > seen) impl_->settle_waits->Increment(static_cast<double>(waits_total) - seen);
+  follow(impl_->settle_waits, waits_total);
+}
+
+void Metrics::set_sim_ledger(uint64_t batches_total, uint64_t syncs_total) {
+  follow(impl_->sim_batches, batches_total);
+  follow(impl_->sim_syncs, syncs_total);
 }
 
 std::string Metrics::render() {

@@ -63,6 +63,8 @@ class Metrics {
   // The order log's settling queue: batches waiting now, and the writers' waits for room so
   // far (a running total; the counter follows it).
   void set_settling(double queued, uint64_t waits_total);
+  // The built-in simulators' ledger: batches written and synced so far (running totals).
+  void set_sim_ledger(uint64_t batches_total, uint64_t syncs_total);
 
   std::string render();
 

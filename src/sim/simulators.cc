@@ -6,6 +6,7 @@
 #include <rocksdb/write_batch.h>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <map>
@@ -131,6 +132,8 @@ struct Simulators::Impl {
   uint64_t seq = 0;
   bool stopping = false;
   std::thread thread;
+  std::atomic<uint64_t> batches_written{0};
+  std::atomic<uint64_t> batches_synced{0};
 
   // A write batch's view: values written earlier in the same batch shadow the database.
   std::unordered_map<std::string, std::optional<std::string>> overlay;
@@ -348,6 +351,8 @@ struct Simulators::Impl {
         batch.clear();
         continue;
       }
+      batches_written.fetch_add(1, std::memory_order_relaxed);
+      if (wo.sync) batches_synced.fetch_add(1, std::memory_order_relaxed);
       for (size_t i = 0; i < batch.size(); ++i) batch[i].done(std::move(results[i]));
       batch.clear();
     }
@@ -432,6 +437,14 @@ void Simulators::stop() {
   }
   impl_->cv.notify_all();
   if (impl_->thread.joinable()) impl_->thread.join();
+}
+
+uint64_t Simulators::ledger_batches() const {
+  return impl_->batches_written.load(std::memory_order_relaxed);
+}
+
+uint64_t Simulators::ledger_syncs() const {
+  return impl_->batches_synced.load(std::memory_order_relaxed);
 }
 
 Result<std::vector<LedgerEntry>> Simulators::ledger(OrderId order_id) {

@@ -64,6 +64,9 @@ class Simulators final : public StageService {
   Result<std::vector<LedgerEntry>> ledger(OrderId order_id);
   // Remaining units of every SKU with a configured stock.
   Result<std::vector<std::pair<std::string, int64_t>>> stock();
+  // Ledger batches written so far, and how many of them were synced (--sim-durability).
+  uint64_t ledger_batches() const;
+  uint64_t ledger_syncs() const;
 
   struct Impl;
 

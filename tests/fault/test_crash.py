@@ -7,7 +7,9 @@ orders are mid-pipeline, restart it on the same data directory, and check that
   capture of exactly the total for every delivered order, and stock conserved.
 
 The simulators answer after a few milliseconds, so kills land between an effect's request,
-its execution and its result. Bounded: 6 kill rounds of under a second of load each.
+its execution and its result. Bounded: 6 kill rounds of under a second of load each, then 3
+more with the simulators' ledger written but not synced (--sim-durability none: a process
+crash must lose nothing of it either; only a power loss could).
 """
 import collections
 import threading
@@ -36,15 +38,21 @@ def body_for(key):
 
 class CrashRecoveryTest(unittest.TestCase):
     def test_kill_minus_9_loses_nothing_acknowledged(self):
-        rnd = seeded_random("CrashRecoveryTest")
+        self.kill_rounds(ROUNDS, "CrashRecoveryTest")
+
+    def test_kill_minus_9_with_the_simulators_ledger_unsynced(self):
+        self.kill_rounds(3, "CrashRecoveryTest.unsynced", "--sim-durability", "none")
+
+    def kill_rounds(self, rounds, seed_name, *args):
+        rnd = seeded_random(seed_name)
         server = Server(args=("--partitions", "4", "--sim-stock", "pizza=100000",
                               "--sim-latency-ms", "inventory=3", "--sim-latency-ms", "payment=5",
-                              "--sim-latency-ms", "dispatch=2", "--sim-latency-ms", "delivery=4"))
+                              "--sim-latency-ms", "dispatch=2", "--sim-latency-ms", "delivery=4") + args)
         acknowledged = {}       # idempotency key → order JSON as acknowledged
         uncertain = set()       # sent, but the answer was lost in the crash
         lock = threading.Lock()
         try:
-            for rnd_no in range(ROUNDS):
+            for rnd_no in range(rounds):
                 server.start()
                 stop = threading.Event()
 

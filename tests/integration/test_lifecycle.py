@@ -15,12 +15,13 @@ class HelpTest(unittest.TestCase):
         out = subprocess.run([BIN, "serve", "--help"], capture_output=True, text=True, timeout=10)
         self.assertEqual(out.returncode, 0)
         for flag in ("--listen", "--data-dir", "--api-key", "--partitions", "--durability",
-                     "--io-threads", "--queue-depth-max", "--batch-max", "--connections-max",
+                     "--sim-durability", "--io-threads", "--queue-depth-max", "--batch-max", "--connections-max",
                      "--idle-timeout-s", "ORDERFLOW_API_KEYS"):
             self.assertIn(flag, out.stdout)
 
     def test_bad_flags_exit_non_zero_with_a_message(self):
-        for args in (["--durability", "sometimes"], ["--partitions", "0"], ["--partitions", "257"],
+        for args in (["--durability", "sometimes"], ["--sim-durability", "sometimes"],
+                     ["--sim-durability", ""], ["--partitions", "0"], ["--partitions", "257"],
                      ["--listen", "nonsense"], ["--listen", "127.0.0.1:99999"],
                      ["--api-key", "short:t:client"], ["--api-key", "0123456789abcdef:t:root"],
                      ["--idle-timeout-s", "0"], ["--idle-timeout-s", "86401"]):

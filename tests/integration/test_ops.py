@@ -81,6 +81,46 @@ class MetricsTest(unittest.TestCase):
             server.cleanup()
 
 
+class SimDurabilityTest(unittest.TestCase):
+    """--sim-durability: the built-in simulators' ledger synced before they answer, or written
+    without a sync; the orders' own durability (--durability) is separate."""
+
+    def ledger_counts(self, *args):
+        server = Server(args=args + ("--partitions", "1")).start()
+        try:
+            c = server.client()
+            ids = [c.create().json["id"] for _ in range(3)]
+            for i in ids:
+                wait_for(lambda: c.get(f"/v1/orders/{i}").json["status"] == "delivered", what="delivered")
+            ms = parse_metrics(c.request("GET", "/metrics", key=None).raw)
+            c.close()
+            self.assertEqual(server.terminate(), 0)
+            return (metric(ms, "orderflow_sim_ledger_batches_total"), metric(ms, "orderflow_sim_ledger_syncs_total"),
+                    metric(ms, "orderflow_log_fsync_seconds_count"))
+        finally:
+            server.cleanup()
+
+    def test_default_follows_durability(self):
+        batches, syncs, log_syncs = self.ledger_counts()
+        self.assertGreaterEqual(batches, 5)  # 3 orders x 6 actions, in at least one batch a stage
+        self.assertEqual(syncs, batches)
+        self.assertGreaterEqual(log_syncs, 1)
+        batches, syncs, log_syncs = self.ledger_counts("--durability", "none")
+        self.assertGreaterEqual(batches, 5)
+        self.assertEqual(syncs, 0)
+        self.assertEqual(log_syncs, 0)
+
+    def test_set_apart_from_the_orders(self):
+        batches, syncs, log_syncs = self.ledger_counts("--sim-durability", "none")
+        self.assertGreaterEqual(batches, 5)
+        self.assertEqual(syncs, 0)
+        self.assertGreaterEqual(log_syncs, 1)  # the orders are still synced
+        batches, syncs, log_syncs = self.ledger_counts("--durability", "none", "--sim-durability", "fsync")
+        self.assertGreaterEqual(batches, 5)
+        self.assertEqual(syncs, batches)
+        self.assertEqual(log_syncs, 0)
+
+
 class RequestIdTest(ServerTest):
     def test_request_id_is_echoed_or_generated(self):
         r = self.c.request("GET", "/healthz", key=None, headers={"X-Request-Id": "abc-123"})
