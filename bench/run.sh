@@ -6,12 +6,22 @@
 # Environment: BENCH_SECONDS (default 15) per measurement, BENCH_CONNECTIONS (64),
 # BENCH_STORED_ORDERS (1000000) for the memory and restart figures (the goal is stated
 # for 5,000,000: BENCH_STORED_ORDERS=5000000 make bench), BENCH_SETTLE_SECONDS (90): the pause
-# after the PostgreSQL reference.
+# after the PostgreSQL reference, BENCH_SIM_DURABILITY (none): the built-in simulators' ledger.
+#
+# The simulators stand in for the stage services (inventory, payment, ...), which in production
+# run elsewhere and pay for their own durability there. Measured here they share the server's
+# two cores and disk, so by default they write their ledger without syncing it
+# (--sim-durability none: it survives a process crash, not a power loss); the orders are synced
+# (--durability fsync) as always. Steps 1 and 2 also measure the stand-ins syncing their ledger
+# too (--sim-durability fsync, how every run before the fifteenth session measured), as
+# reference rows.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 secs=${BENCH_SECONDS:-15}
 conns=${BENCH_CONNECTIONS:-64}
 stored=${BENCH_STORED_ORDERS:-1000000}
+sim=${BENCH_SIM_DURABILITY:-none}
+case "$sim" in fsync|none) ;; *) echo "BENCH_SIM_DURABILITY must be fsync or none" >&2; exit 2;; esac
 bin=./build/orderflow
 out=bench/results
 mkdir -p "$out"
@@ -66,12 +76,15 @@ log "machine: $(nproc) cores, $(awk '/MemTotal/{printf "%.0f GiB", $2/1048576}' 
 # 1. Full pipeline: placed and driven to delivered, fsync, simulators instant; PostgreSQL peer.
 #    The time runs from the first request until the last acknowledged order ended (the latest
 #    updated_at of the orders the check reads back), not until that check has read them all.
-log "1/5 full pipeline (orderflow bench --embedded, ${secs}s, $conns connections)"
+log "1/5 full pipeline (orderflow bench --embedded, ${secs}s, $conns connections, simulators' ledger: $sim)"
 "$bin" bench --embedded --data-dir "$work/p1" --duration "$secs" --warmup 2 --connections "$conns" \
-  --quiet --json "$work/pipeline.json" >&2
+  --server-args "--sim-durability $sim" --quiet --json "$work/pipeline.json" >&2
 log "1/5 reference: the same with orders placed in batches of 100 (POST /v1/orders:batch)"
 "$bin" bench --embedded --data-dir "$work/p1b" --duration "$secs" --warmup 2 --connections "$conns" \
-  --batch 100 --quiet --json "$work/pipeline_batched.json" >&2
+  --server-args "--sim-durability $sim" --batch 100 --quiet --json "$work/pipeline_batched.json" >&2
+log "1/5 reference: the same with the simulators' ledger synced too (--sim-durability fsync)"
+"$bin" bench --embedded --data-dir "$work/p1s" --duration "$secs" --warmup 2 --connections "$conns" \
+  --server-args "--sim-durability fsync" --quiet --json "$work/pipeline_sim_synced.json" >&2
 log "1/5 PostgreSQL reference pipeline (synchronous_commit=on, ${secs}s)"
 pg_line=$(bash ../shared/baselines/pg-pipeline/run.sh "$secs" 8 2>>"$work/pg.err" || true)
 echo "$pg_line" >&2
@@ -84,9 +97,9 @@ log "1/5 pause of ${BENCH_SETTLE_SECONDS:-90}s after the reference"
 sleep "${BENCH_SETTLE_SECONDS:-90}"
 
 # 2. Single-order creates with wrk vs nginx's static 200, same connections.
-log "2/5 creates: wrk against orderflow"
+log "2/5 creates: wrk against orderflow (simulators' ledger: $sim)"
 mkdir -p "$work/s2"
-start_server "$work/s2"
+start_server "$work/s2" --sim-durability "$sim"
 c0=$(cpu_ticks "$srv_pid")
 create_rps=$(wrk_rate -t2 -c"$conns" -d"${secs}s" -s bench/create_orders.lua "http://127.0.0.1:$srv_port")
 create_cpu_us=$(cpu_per_request "$c0" "$(cpu_ticks "$srv_pid")")  # the pipeline behind included
@@ -130,6 +143,13 @@ c0=$(cpu_ticks "$srv_pid")
 health_rps=$(wrk_rate -t2 -c"$conns" -d"${secs}s" "http://127.0.0.1:$srv_port/healthz")
 health_cpu_us=$(cpu_per_request "$c0" "$(cpu_ticks "$srv_pid")")
 stop_server
+log "2/5 reference: creates with the simulators' ledger synced too (--sim-durability fsync)"
+mkdir -p "$work/s2s"
+start_server "$work/s2s" --sim-durability fsync
+c0=$(cpu_ticks "$srv_pid")
+create_synced_rps=$(wrk_rate -t2 -c"$conns" -d"${secs}s" -s bench/create_orders.lua "http://127.0.0.1:$srv_port")
+create_synced_cpu_us=$(cpu_per_request "$c0" "$(cpu_ticks "$srv_pid")")
+stop_server
 log "2/5 nginx static 200"
 nport=$(free_port)
 mkdir -p "$work/nginx"
@@ -170,7 +190,7 @@ open_loop_at_half() {  # FIGURE (of step 1's JSON, as d[...]) WHAT NAME: writes 
   half=$(python3 -c "print(int($rate/2))")
   log "4/5 open loop at $half orders/s (50% of $2, $rate)"
   "$bin" bench --embedded --data-dir "$work/$3" --rate "$half" --duration "$secs" --warmup 2 \
-    --connections 256 --quiet --json "$work/$3.json" >&2
+    --connections 256 --server-args "--sim-durability $sim" --quiet --json "$work/$3.json" >&2
 }
 open_loop_at_half "d['terminal']['delivered_per_s']" "the sustainable pipeline rate" latency
 open_loop_at_half "d['throughput_orders_per_s']" "step 1's create rate" latency_creates
@@ -178,7 +198,7 @@ open_loop_at_half "d['throughput_orders_per_s']" "step 1's create rate" latency_
 # 5. Peak RSS after N delivered orders; restart-to-ready with N stored.
 log "5/5 $stored orders placed and delivered, then a restart"
 mkdir -p "$work/s5"
-start_server "$work/s5"
+start_server "$work/s5" --sim-durability "$sim"
 t0=$(date +%s.%N)
 "$bin" bench --server "http://127.0.0.1:$srv_port" --orders "$stored" --batch 100 --connections 8 \
   --warmup 0 --quiet --terminal-timeout 1200 --json "$work/stored.json" >&2
@@ -188,7 +208,7 @@ rss_now_kb=$(awk '/VmRSS/{print $2}' /proc/$srv_pid/status)
 stop_server
 disk_kb=$(du -sk "$work/s5" | cut -f1)
 r0=$(date +%s.%N)
-start_server "$work/s5"
+start_server "$work/s5" --sim-durability "$sim"
 r1=$(date +%s.%N)
 stop_server
 
@@ -196,6 +216,7 @@ python3 bench/report.py "$work" "$out" \
   "create_rps=$create_rps" "nginx_rps=$nginx_rps" "get_rps=$get_rps" "health_rps=$health_rps" \
   "create_cpu_us=$create_cpu_us" "nginx_cpu_us=$nginx_cpu_us" "get_cpu_us=$get_cpu_us" \
   "health_cpu_us=$health_cpu_us" \
+  "create_synced_rps=$create_synced_rps" "create_synced_cpu_us=$create_synced_cpu_us" "sim_durability=$sim" \
   "stored=$stored" "fill_s=$(python3 -c "print($t1-$t0)")" "rss_peak_kb=$rss_peak_kb" \
   "rss_after_kb=$rss_now_kb" "disk_kb=$disk_kb" "restart_s=$(python3 -c "print($r1-$r0)")" \
   "connections=$conns" "seconds=$secs"

@@ -251,6 +251,7 @@ class BenchReportTest(unittest.TestCase):
         with tempfile.TemporaryDirectory() as work, tempfile.TemporaryDirectory() as out:
             for name, doc in (("pipeline.json", pipeline(20000.0, cpu=(61.2, 9.4))),
                               ("pipeline_batched.json", pipeline(30000.0)),
+                              ("pipeline_sim_synced.json", pipeline(17000.0)),
                               ("latency.json", {"latency_ms": {"p99": 4.0}, "target_rate": 10000}),
                               ("latency_creates.json", {"latency_ms": {"p99": 12.0}, "target_rate": 11000})):
                 with open(os.path.join(work, name), "w") as f:
@@ -262,7 +263,8 @@ class BenchReportTest(unittest.TestCase):
                  "get_rps=70000", "health_rps=100000", "create_cpu_us=48.51", "nginx_cpu_us=7.25",
                  "get_cpu_us=", "health_cpu_us=", "stored=5000000", "fill_s=200",
                  "rss_peak_kb=262144", "rss_after_kb=200000", "disk_kb=1000000", "restart_s=0.4",
-                 "connections=64", "seconds=15"], capture_output=True, text=True, timeout=60)
+                 "connections=64", "seconds=15", "create_synced_rps=27000", "create_synced_cpu_us=52.0",
+                 "sim_durability=none"], capture_output=True, text=True, timeout=60)
             self.assertEqual(p.returncode, 0, p.stderr)
             with open(os.path.join(out, "latest.json")) as f:
                 rows = {r["metric"].strip(): r for r in json.load(f)["results"]}
@@ -274,6 +276,16 @@ class BenchReportTest(unittest.TestCase):
             self.assertIn("CPU per order: server 61 us, load generator 9 us, machine 95% busy",
                           rows["full pipeline vs PostgreSQL"]["detail"])
             self.assertNotIn("CPU", rows["same, orders placed in batches of 100"]["detail"])
+            # The goal rows say how the simulators' ledger was run; the reference rows measure
+            # it synced (as every run before the fifteenth session did).
+            self.assertIn("simulators' ledger none", rows["full pipeline vs PostgreSQL"]["detail"])
+            self.assertIn("simulators' ledger none", rows["single-order creates vs nginx static"]["detail"])
+            self.assertAlmostEqual(rows["same, simulators' ledger synced too"]["value"], 17.0)
+            self.assertIsNone(rows["same, simulators' ledger synced too"]["met"])
+            self.assertAlmostEqual(rows["same, creates with the simulators' ledger synced"]["value"], 0.18)
+            self.assertIn("orderflow 52.0 us", rows["same, creates with the simulators' ledger synced"]["detail"])
+            with open(os.path.join(out, "latest.json")) as f:
+                self.assertEqual(json.load(f)["settings"]["sim_durability"], "none")
             self.assertAlmostEqual(rows["single-order creates vs nginx static"]["value"], 0.2)
             # The servers' CPU per request goes with a wrk row when measured (not GET's here).
             self.assertIn("CPU per request: orderflow (its pipeline included) 48.5 us, nginx 7.2 us",
