@@ -486,6 +486,17 @@ Status LogStore::recover(Part& p) {
     segments.emplace_back(std::stoull(name.substr(prefix.size(), 12)), entry.path().string());
   }
   std::sort(segments.begin(), segments.end());
+  // A newest segment created but never written (the process died right after creating it)
+  // holds nothing: it goes before anything is decided from the seqs.
+  if (!segments.empty()) {
+    std::error_code ec;
+    const uintmax_t size = fs::file_size(segments.back().second, ec);
+    if (!ec && size < sizeof kMagic) {
+      fs::remove(segments.back().second, ec);
+      if (ec) return make_error(Errc::internal, "cannot remove " + segments.back().second + ": " + ec.message());
+      segments.pop_back();
+    }
+  }
   // Segments follow each other by seq. One before a gap is superseded: the segment after it
   // was retired, which happens only once RocksDB holds what came before it durably. (Builds
   // before the fifteenth session left the segment a start had read beside the ones after it;

@@ -797,6 +797,28 @@ TEST(LogStore, ASegmentBeforeAGapInTheSeqsIsSupersededAndNotRead) {
   EXPECT_FALSE(fs::exists(left));
 }
 
+// A segment created but never written (the process died right after creating it) holds
+// nothing and decides nothing: not even after a gap, which would otherwise make the segment
+// before it look superseded.
+TEST(LogStore, ASegmentCreatedButNeverWrittenIsRemovedFirst) {
+  testing::TempDir dir;
+  Book book;
+  OrderId id;
+  {
+    auto s = open_log(dir);
+    id = s.create(book, 1, 1000);
+  }
+  const std::string name = fs::path(newest_segment(dir, 1)).filename().string();
+  char empty[32];
+  std::snprintf(empty, sizeof empty, "p00001-%012llu.log", std::stoull(name.substr(7, 12)) + 2);
+  { std::ofstream out(dir.sub("log/") + empty, std::ios::binary); }
+  auto s = open_log(dir);
+  ASSERT_TRUE(s.store);
+  EXPECT_EQ(**s.store->get_order(id), book.orders.at(id));
+  EXPECT_FALSE(fs::exists(dir.sub("log/") + empty));
+  ASSERT_TRUE(s.store->commit(book.step(id, OrderStatus::inventory_reserved)).ok());
+}
+
 // Found by the crash test: kill -9 in the middle of a batch's write, a restart, and kill -9
 // again before the retiring thread had let the old segment go. The restart's checkpoint made
 // the torn segment an older one, and the next start refused the log as damaged.
