@@ -108,6 +108,9 @@ struct Metrics::Impl {
   std::map<uint32_t, std::pair<Histogram*, Histogram*>> batch_series;
   std::array<Counter*, 3> rejected_series{};
   Sampler sampler;
+  // Held while the sampler runs: counters that follow running totals (follow()) read, then
+  // add; two scrapes sampling at once would both add the same difference.
+  std::mutex sampling;
 };
 
 Metrics::Metrics() : impl_(std::make_unique<Impl>()) {
@@ -252,7 +255,10 @@ std::string Metrics::render() {
     std::lock_guard lock(impl_->mu);
     sampler = impl_->sampler;
   }
-  if (sampler) sampler(*this);
+  if (sampler) {
+    std::lock_guard lock(impl_->sampling);
+    sampler(*this);
+  }
   return prometheus::TextSerializer().Serialize(impl_->registry.Collect());
 }
 
