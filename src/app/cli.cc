@@ -64,6 +64,14 @@ int run_cli(int argc, char** argv) {
                    "(written, not synced: survives a process crash, not a power loss). "
                    "Default: as --durability. Orders are durable as --durability says either way")
       ->check(CLI::IsMember({"fsync", "none"}));
+  serve_cmd
+      ->add_option("--log-segment-mib", serve_opts.log_segment_mib,
+                   "A partition's order log checkpoints (a new segment starting with a snapshot "
+                   "of its orders in progress) once its segment has grown this much past its "
+                   "snapshot, 1-1024: larger means fewer checkpoints, and more to replay after "
+                   "a crash")
+      ->check(CLI::Range(1, 1024))
+      ->capture_default_str();
   serve_cmd->add_option("--io-threads", serve_opts.io_threads, "HTTP I/O threads, 1-64")
       ->check(CLI::Range(1, 64))
       ->capture_default_str();

@@ -319,6 +319,7 @@ int serve(const ServeOptions& options) {
   log_opts.dir = (std::filesystem::path(o.data_dir) / "log").string();
   log_opts.partitions = o.partitions;  // as stored
   log_opts.durability = o.durability == "none" ? Durability::none : Durability::fsync;
+  log_opts.segment_bytes_max = uint64_t{o.log_segment_mib} << 20;
   log_opts.on_sync = [&metrics](double seconds) { metrics.wal_sync(seconds); };
   auto store = LogStore::open(log_opts, std::move(*rocks));
   if (!store) {

@@ -15,6 +15,7 @@ struct ServeOptions {
   uint32_t partitions = 0;  // 0: the data directory's count, or one per CPU core (at most 8)
   std::string durability = "fsync";
   std::string sim_durability;  // fsync | none; empty: as --durability
+  uint32_t log_segment_mib = 16;  // the order log checkpoints a partition past this
   int io_threads = 2;
   std::string io_engine = "auto";  // auto | io_uring | epoll (http/server.h)
   size_t queue_depth_max = 4096;

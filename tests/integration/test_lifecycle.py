@@ -7,7 +7,7 @@ import threading
 import time
 import unittest
 
-from harness import BIN, CLIENT_KEY, Client, Server, immutable, order_body
+from harness import BIN, CLIENT_KEY, Client, Server, immutable, order_body, wait_for
 
 
 class HelpTest(unittest.TestCase):
@@ -15,13 +15,14 @@ class HelpTest(unittest.TestCase):
         out = subprocess.run([BIN, "serve", "--help"], capture_output=True, text=True, timeout=10)
         self.assertEqual(out.returncode, 0)
         for flag in ("--listen", "--data-dir", "--api-key", "--partitions", "--durability",
-                     "--sim-durability", "--io-threads", "--queue-depth-max", "--batch-max", "--connections-max",
+                     "--sim-durability", "--log-segment-mib", "--io-threads", "--queue-depth-max", "--batch-max", "--connections-max",
                      "--idle-timeout-s", "ORDERFLOW_API_KEYS"):
             self.assertIn(flag, out.stdout)
 
     def test_bad_flags_exit_non_zero_with_a_message(self):
         for args in (["--durability", "sometimes"], ["--sim-durability", "sometimes"],
-                     ["--sim-durability", ""], ["--partitions", "0"], ["--partitions", "257"],
+                     ["--sim-durability", ""], ["--log-segment-mib", "0"],
+                     ["--log-segment-mib", "1025"], ["--partitions", "0"], ["--partitions", "257"],
                      ["--listen", "nonsense"], ["--listen", "127.0.0.1:99999"],
                      ["--api-key", "short:t:client"], ["--api-key", "0123456789abcdef:t:root"],
                      ["--idle-timeout-s", "0"], ["--idle-timeout-s", "86401"]):
@@ -161,6 +162,43 @@ class DataDirTest(unittest.TestCase):
         finally:
             b.cleanup()
             a.cleanup()
+
+    def test_orders_that_ended_stay_ended_over_restarts_and_checkpoints(self):
+        """Fifteenth session's recovery bug: the segment a start had read stayed on disk; once
+        checkpoints had retired the ones after it, the next start read it first and orders in
+        progress at the earlier start, delivered since, came back in progress."""
+        server = Server(args=("--partitions", "1", "--log-segment-mib", "1",
+                              "--sim-latency-ms", "delivery=1000"))
+        try:
+            server.start()
+            c = server.client()
+            first = [c.create().json["id"] for _ in range(30)]
+            c.close()
+            server.kill()  # the orders wait for delivery: in progress in the log
+            server.start()
+            c = server.client()
+            for i in first:
+                wait_for(lambda: c.get(f"/v1/orders/{i}").json["status"] == "delivered", timeout=30,
+                         what="delivered after the restart")
+            # Enough orders for several checkpoints of 1 MiB segments.
+            out = subprocess.run([BIN, "bench", "--server", f"http://127.0.0.1:{server.port}",
+                                  "--api-key", CLIENT_KEY, "--orders", "6000", "--batch", "100",
+                                  "--connections", "4", "--quiet", "--terminal-timeout", "120"],
+                                 capture_output=True, text=True, timeout=300)
+            self.assertEqual(out.returncode, 0, out.stderr)
+            self.assertIn("0 not terminal", out.stdout)
+            checkpoints = server.log().count('"order log checkpoint"')
+            self.assertGreaterEqual(checkpoints, 4, "1 at the start and 3 past the segment limit")
+            c.close()
+            self.assertEqual(server.terminate(), 0)
+            server.start()
+            c = server.client()
+            for i in first:
+                self.assertEqual(c.get(f"/v1/orders/{i}").json["status"], "delivered", i)
+            self.assertEqual(c.get("/v1/orders?status=courier_assigned&limit=5").json["orders"], [])
+            c.close()
+        finally:
+            server.cleanup()
 
     def test_durability_none_serves_and_survives_restart(self):
         server = Server(args=("--durability", "none", "--partitions", "1")).start()
