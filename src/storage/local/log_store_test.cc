@@ -136,12 +136,24 @@ std::string read_file(const std::string& path) {
   return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
 }
 
+// A segment's seq, from its file name (pNNNNN-SSSSSSSSSSSS.log).
+uint64_t seq_of(const std::string& path) {
+  return std::stoull(fs::path(path).filename().string().substr(7, 12));
+}
+
+// The path of the segment `ahead` seqs past `path`'s, in the same partition.
+std::string segment_after(const std::string& path, uint64_t ahead) {
+  char name[32];
+  std::snprintf(name, sizeof name, "-%012llu.log", static_cast<unsigned long long>(seq_of(path) + ahead));
+  const fs::path p(path);
+  return (p.parent_path() / (p.filename().string().substr(0, 6) + name)).string();
+}
+
 // The part of a segment its records fill: a recycled file (a retired segment overwritten
 // from the start) still holds its earlier records after them, under an older seq.
 std::string read_segment(const std::string& path) {
   std::string bytes = read_file(path);
-  const std::string name = fs::path(path).filename().string();
-  const uint64_t seq = std::stoull(name.substr(7, 12));
+  const uint64_t seq = seq_of(path);
   size_t end = 8;
   while (end + 16 <= bytes.size()) {
     uint32_t len = 0;
@@ -330,11 +342,7 @@ TEST(LogStore, ATornLastRecordIsIgnoredDamageElsewhereIsAnError) {
   }
   {
     // The next seq: a segment before a gap in the seqs is superseded and not read at all.
-    const std::string name = fs::path(older).filename().string();
-    char next[32];
-    std::snprintf(next, sizeof next, "p00001-%012llu.log",
-                  std::stoull(name.substr(7, 12)) + 1);
-    std::ofstream newer(dir.sub("log/") + next, std::ios::binary);
+    std::ofstream newer(segment_after(older, 1), std::ios::binary);
     newer << "OFLOG001";
   }
   auto reopened =
@@ -808,14 +816,12 @@ TEST(LogStore, ASegmentCreatedButNeverWrittenIsRemovedFirst) {
     auto s = open_log(dir);
     id = s.create(book, 1, 1000);
   }
-  const std::string name = fs::path(newest_segment(dir, 1)).filename().string();
-  char empty[32];
-  std::snprintf(empty, sizeof empty, "p00001-%012llu.log", std::stoull(name.substr(7, 12)) + 2);
-  { std::ofstream out(dir.sub("log/") + empty, std::ios::binary); }
+  const std::string empty = segment_after(newest_segment(dir, 1), 2);
+  { std::ofstream out(empty, std::ios::binary); }
   auto s = open_log(dir);
   ASSERT_TRUE(s.store);
   EXPECT_EQ(**s.store->get_order(id), book.orders.at(id));
-  EXPECT_FALSE(fs::exists(dir.sub("log/") + empty));
+  EXPECT_FALSE(fs::exists(empty));
   ASSERT_TRUE(s.store->commit(book.step(id, OrderStatus::inventory_reserved)).ok());
 }
 
