@@ -530,7 +530,8 @@ Status LogStore::recover(Part& p) {
     }
   }
 
-  std::string last_read;  // the segment whose seq the partition continues from
+  // Every segment read below is whole up to its end (a torn tail is cut), and a damaged one
+  // ends recovery with an error: the partition continues from the newest.
   for (size_t i = first_read; i < segments.size(); ++i) {
     const std::string& file = segments[i].second;
     const bool newest = i + 1 == segments.size();
@@ -538,8 +539,7 @@ Status LogStore::recover(Part& p) {
     std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
     if (!in.good() && !in.eof()) return make_error(Errc::internal, "cannot read " + file);
     if (bytes.size() < sizeof kMagic || std::memcmp(bytes.data(), kMagic, sizeof kMagic) != 0) {
-      if (newest && bytes.size() < sizeof kMagic) break;  // created, never written
-      return corrupt(file, "not an order log segment");
+      return corrupt(file, "not an order log segment");  // (an unwritten newest went above)
     }
     std::string_view rest(bytes);
     rest.remove_prefix(sizeof kMagic);
@@ -565,7 +565,6 @@ Status LogStore::recover(Part& p) {
       rest.remove_prefix(kRecordHeader + len);
     }
     p.segment_seq = seq;
-    last_read = file;
   }
   // A spare holds nothing of value (every record in it has an older seq than any segment
   // to come): it is kept to be overwritten by the next checkpoint.
@@ -608,23 +607,21 @@ Status LogStore::recover(Part& p) {
   // segment read last to the retiring thread, which makes what was just written into the
   // inner store durable before it lets the segment go (it must not stay: once a later
   // checkpoint has retired the segment after it, reading it would go back in time).
-  if (!last_read.empty()) {
-    p.fd = ::open(last_read.c_str(), O_RDONLY | O_CLOEXEC);
-    if (p.fd < 0) return make_error(Errc::internal, errno_text(("open " + last_read).c_str()));
+  if (!segments.empty()) {
+    const std::string& newest = segments.back().second;
+    p.fd = ::open(newest.c_str(), O_RDONLY | O_CLOEXEC);
+    if (p.fd < 0) return make_error(Errc::internal, errno_text(("open " + newest).c_str()));
   }
   Status st = checkpoint(p);
   if (!st.ok()) return st;
-  bool older = false;
-  for (const auto& [seq, path] : segments) older = older || seq < p.segment_seq - 1;
-  if (older) {
-    // Older ones (left by a crash during an earlier checkpoint, or superseded) go here, after
-    // the same. (A newest one created but never written was reused by the checkpoint.)
+  if (segments.size() > 1) {
+    // Older ones (left by a crash during an earlier checkpoint, or superseded before a gap)
+    // go here, after the same.
     st = inner_->sync();
     if (!st.ok()) return st;
-    for (const auto& [seq, path] : segments) {
-      if (seq >= p.segment_seq - 1 || path == last_read) continue;
+    for (size_t i = 0; i + 1 < segments.size(); ++i) {
       std::error_code ec;
-      fs::remove(path, ec);
+      fs::remove(segments[i].second, ec);
     }
   }
   return sync_dir(options_.dir);
