@@ -1169,6 +1169,12 @@ int bench(const BenchOptions& in) {
     }
   }
   if (o.check_terminal && term.not_terminal_count > 0) return 3;
+  if (r.orders_acked == 0) {
+    // Nothing was measured (no server, every request refused, ...): a figure of zero is not a
+    // result, and a script that runs the bench must not take it for one.
+    std::fprintf(stderr, "orderflow bench: no order was acknowledged (errors: above)\n");
+    return 4;
+  }
   return 0;
 }
 

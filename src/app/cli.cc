@@ -192,6 +192,11 @@ int run_cli(int argc, char** argv) {
                         "the kernel allows it)")
       ->check(CLI::IsMember({"auto", "io_uring", "epoll"}))
       ->capture_default_str();
+  bench_cmd->footer(
+      "Exit status: 0 measured; 1 the embedded server did not start, or the JSON file could not be "
+      "written; 2 bad arguments; 3 an acknowledged order did not reach a terminal status; "
+      "4 no order was acknowledged (nothing measured: no server, every request refused); "
+      "128 + N stopped by signal N.");
 
   CtlOptions ctl_opts;
   std::function<int()> ctl_run;

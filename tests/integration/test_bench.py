@@ -1,5 +1,6 @@
 """`orderflow bench`, the load generator: a small embedded run reports every figure and checks
-every acknowledged order; a run that reaches no server reports zeros, never negative rates."""
+every acknowledged order; a run that reaches no server reports zeros, never negative rates, and
+exits 4 (nothing measured)."""
 import json
 import os
 import re
@@ -138,7 +139,10 @@ class BenchTest(unittest.TestCase):
         s.close()  # nothing listens there now
         p, r = self.bench("--server", f"http://127.0.0.1:{port}", "--api-key", "test-client-key-0001",
                           "--connections", "2", "--duration", "0.5", "--warmup", "0",
-                          "--io-engine", engine, timeout=60)
+                          "--io-engine", engine, returncode=4, timeout=60)
+        # Nothing measured is not a result of zero: the exit status says so (it was 0, and a
+        # script running the bench took the zeros for figures).
+        self.assertIn("no order was acknowledged", p.stderr)
         self.assertEqual(r["orders_acknowledged"], 0)
         self.assertGreater(r["errors"].get("connect_error", 0), 0)
         self.assertEqual(r["throughput_orders_per_s"], 0)
