@@ -256,7 +256,9 @@ class BenchReportTest(unittest.TestCase):
             for name, doc in (("pipeline.json", pipeline(20000.0, cpu=(61.2, 9.4))),
                               ("pipeline_batched.json", pipeline(30000.0)),
                               ("pipeline_sim_synced.json", pipeline(17000.0)),
-                              ("latency.json", {"latency_ms": {"p99": 4.0}, "target_rate": 10000}),
+                              ("pipeline_now.json", pipeline(20500.0)),
+                              ("latency.json", {"latency_ms": {"p99": 4.0}, "target_rate": 10250}),
+                              ("latency_step1.json", {"latency_ms": {"p99": 11.0}, "target_rate": 10000}),
                               ("latency_creates.json", {"latency_ms": {"p99": 12.0}, "target_rate": 11000})):
                 with open(os.path.join(work, name), "w") as f:
                     json.dump(doc, f)
@@ -297,6 +299,14 @@ class BenchReportTest(unittest.TestCase):
             self.assertNotIn("CPU", rows["GET by id vs /healthz"]["detail"])
             self.assertTrue(rows["GET by id vs /healthz"]["met"])
             self.assertTrue(rows["create p99 at 50% of max sustainable rate"]["met"])
+            # The goal row's rate is half of the pipeline's measured right before it; half of
+            # step 1's (the basis until run 32) is a reference row.
+            self.assertIn("at 10250 orders/s (50% of 20500 delivered/s measured just before)",
+                          rows["create p99 at 50% of max sustainable rate"]["detail"])
+            self.assertAlmostEqual(rows["same, at 50% of step 1's pipeline rate"]["value"], 11.0)
+            self.assertIsNone(rows["same, at 50% of step 1's pipeline rate"]["met"])
+            self.assertIn("at 10000 orders/s", rows["same, at 50% of step 1's pipeline rate"]["detail"])
+            self.assertAlmostEqual(rows["same, at 50% of the create rate"]["value"], 12.0)
             self.assertTrue(rows["peak RSS, 5,000,000 orders delivered"]["met"])
             self.assertTrue(rows["restart to ready, 5,000,000 stored"]["met"])
             with open(os.path.join(out, "latest.svg")) as f:
