@@ -11,6 +11,16 @@ import re
 import sys
 
 
+def shown(value, unit):
+    """A figure as the table and chart show it. Ratios below 1 get three decimals: run 34's
+    creates were 0.2997x of nginx, shown as "0.30x" beside a goal of 0.30x that it missed."""
+    if value is None:
+        return "n/a"
+    if unit == "x":
+        return f"{value:.3f}x" if value < 1 else f"{value:.2f}x"
+    return f"{value:.2f} {unit}"
+
+
 def write_chart(results, when, path):
     """Each result as a percentage of its goal (100% = goal met exactly), log-free bars. A
     reference row (no goal of its own) is drawn against the goal of the row above it."""
@@ -36,7 +46,7 @@ def write_chart(results, when, path):
             pct = 100 * v / goal
         pct = min(pct, 200)
         color = "#9e9e9e" if r["met"] is None else ("#2e7d32" if r["met"] else "#c62828")
-        label = "n/a" if v is None else (f"{v:.2f}x" if r["unit"] == "x" else f"{v:.2f} {r['unit']}")
+        label = shown(v, r["unit"])
         svg.append(f'<text x="20" y="{y + 22}">{html.escape(r["metric"])}</text>')
         svg.append(f'<rect x="{left}" y="{y + 8}" width="{pct * scale:.1f}" height="22" fill="{color}"/>')
         svg.append(f'<text x="{left + chart_w + 12}" y="{y + 24}">{html.escape(label)} {html.escape(r["goal"] if r["goal"].startswith("(") else "(goal " + r["goal"] + ")")}</text>')
@@ -163,8 +173,7 @@ print(f"{'metric':44} {'measured':>12}  {'goal':>22}  met  detail")
 results = []
 for name, value, unit, detail, goal, check in rows:
     met = check(value) if value is not None and check else None
-    shown = "n/a" if value is None else (f"{value:.2f} {unit}" if unit != "x" else f"{value:.2f}x")
-    print(f"{name:44} {shown:>12}  {goal:>22}  {'yes' if met else ('no' if met is False else '-'):>3}  {detail}")
+    print(f"{name:44} {shown(value, unit):>12}  {goal:>22}  {'yes' if met else ('no' if met is False else '-'):>3}  {detail}")
     results.append({"metric": name, "value": value, "unit": unit, "goal": goal, "met": met, "detail": detail})
 print()
 

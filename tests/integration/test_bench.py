@@ -313,6 +313,9 @@ class BenchReportTest(unittest.TestCase):
                 svg = f.read()
             self.assertEqual(svg.count("<rect"), 1 + len(rows))  # background + one bar a row
             self.assertIn("30.00x (reference)", svg)
+            # A ratio below 1 shows three decimals: 0.2997 would otherwise read "0.30x" beside a
+            # goal of 0.30x that it missed.
+            self.assertIn("0.200x (goal &gt;= 0.30x)", svg)
             # --chart redraws the chart from the saved JSON alone.
             os.remove(os.path.join(out, "latest.svg"))
             p = subprocess.run([sys.executable, self.REPORT, "--chart", out], capture_output=True,
