@@ -92,6 +92,7 @@ pg_rate = float(m.group(1)) if m else None
 of_pipeline = pipeline.get("terminal", {}).get("delivered_per_s")
 of_batched = pipeline_batched.get("terminal", {}).get("delivered_per_s")
 of_sim_synced = pipeline_sim_synced.get("terminal", {}).get("delivered_per_s")
+of_pipeline_now = pipeline_now.get("terminal", {}).get("delivered_per_s")
 sim = args.get("sim_durability", "fsync")
 ratio = lambda a, b: (a / b) if a and b else None
 create_rps, nginx_rps = num("create_rps"), num("nginx_rps")
@@ -123,9 +124,6 @@ def latency_detail(run, basis=""):
     ms = run.get("latency_ms", {})
     return (f"p50 {ms.get('p50', 0):.2f} / p99.9 {ms.get('p999', 0):.2f} ms "
             f"at {run.get('target_rate', 0)} orders/s{basis}")
-
-
-of_pipeline_now = pipeline_now.get("terminal", {}).get("delivered_per_s")
 
 
 rows = [

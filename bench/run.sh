@@ -71,20 +71,27 @@ cpu_per_request() {  # µs of CPU per request of the last wrk run, from ticks be
     "$1" "$2" "$(cat "$work/wrk_requests")" "$(getconf CLK_TCK)"
 }
 
+# One `orderflow bench --embedded` run of $secs after a 2 s warm-up: DIR (its data directory
+# under $work), JSON (its results, under $work), SIM (the simulators' ledger: fsync|none),
+# then the load's own arguments.
+embedded_bench() {
+  local dir=$1 json=$2 simd=$3
+  shift 3
+  "$bin" bench --embedded --data-dir "$work/$dir" --duration "$secs" --warmup 2 \
+    --server-args "--sim-durability $simd" --quiet --json "$work/$json" "$@" >&2
+}
+
 log "machine: $(nproc) cores, $(awk '/MemTotal/{printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(uname -r)"
 
 # 1. Full pipeline: placed and driven to delivered, fsync, simulators instant; PostgreSQL peer.
 #    The time runs from the first request until the last acknowledged order ended (the latest
 #    updated_at of the orders the check reads back), not until that check has read them all.
 log "1/5 full pipeline (orderflow bench --embedded, ${secs}s, $conns connections, simulators' ledger: $sim)"
-"$bin" bench --embedded --data-dir "$work/p1" --duration "$secs" --warmup 2 --connections "$conns" \
-  --server-args "--sim-durability $sim" --quiet --json "$work/pipeline.json" >&2
+embedded_bench p1 pipeline.json "$sim" --connections "$conns"
 log "1/5 reference: the same with orders placed in batches of 100 (POST /v1/orders:batch)"
-"$bin" bench --embedded --data-dir "$work/p1b" --duration "$secs" --warmup 2 --connections "$conns" \
-  --server-args "--sim-durability $sim" --batch 100 --quiet --json "$work/pipeline_batched.json" >&2
+embedded_bench p1b pipeline_batched.json "$sim" --connections "$conns" --batch 100
 log "1/5 reference: the same with the simulators' ledger synced too (--sim-durability fsync)"
-"$bin" bench --embedded --data-dir "$work/p1s" --duration "$secs" --warmup 2 --connections "$conns" \
-  --server-args "--sim-durability fsync" --quiet --json "$work/pipeline_sim_synced.json" >&2
+embedded_bench p1s pipeline_sim_synced.json fsync --connections "$conns"
 log "1/5 PostgreSQL reference pipeline (synchronous_commit=on, ${secs}s)"
 pg_line=$(bash ../shared/baselines/pg-pipeline/run.sh "$secs" 8 2>>"$work/pg.err" || true)
 echo "$pg_line" >&2
@@ -188,15 +195,13 @@ kill -TERM "$ngx_pid"; wait "$ngx_pid" || true
 #    pile up until --active-orders-max answers 503, so that rate is not sustainable) are
 #    measured too, as reference rows.
 log "4/5 the sustainable pipeline rate now (step 1's shape again, ${secs}s)"
-"$bin" bench --embedded --data-dir "$work/p4" --duration "$secs" --warmup 2 --connections "$conns" \
-  --server-args "--sim-durability $sim" --quiet --json "$work/pipeline_now.json" >&2
+embedded_bench p4 pipeline_now.json "$sim" --connections "$conns"
 open_loop_at_half() {  # RUN FIGURE (of RUN's JSON, as d[...]) WHAT NAME: writes $work/NAME.json
   local rate half
   rate=$(python3 -c "import json; d = json.load(open('$work/$1')); print($2)")
   half=$(python3 -c "print(int($rate/2))")
   log "4/5 open loop at $half orders/s (50% of $3, $rate)"
-  "$bin" bench --embedded --data-dir "$work/$4" --rate "$half" --duration "$secs" --warmup 2 \
-    --connections 256 --server-args "--sim-durability $sim" --quiet --json "$work/$4.json" >&2
+  embedded_bench "$4" "$4.json" "$sim" --rate "$half" --connections 256
 }
 open_loop_at_half pipeline_now.json "d['terminal']['delivered_per_s']" "the sustainable pipeline rate now" latency
 open_loop_at_half pipeline.json "d['terminal']['delivered_per_s']" "step 1's pipeline rate" latency_step1
